@@ -1,0 +1,1 @@
+"""Speed and memory measurements; each script writes its section of benchmarks/RESULTS.md."""

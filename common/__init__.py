@@ -1,0 +1,1 @@
+"""Small pieces every stage shares: errors, atomic files, the workspace layout, CLI plumbing."""

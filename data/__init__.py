@@ -1,0 +1,1 @@
+"""The data stage: read, download and generate YouTube-8M TFRecord shards."""
