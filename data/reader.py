@@ -17,7 +17,7 @@ from common.errors import InputError
 from data.formats import AUDIO_SIZE, FEATURE_SIZE, MAX_FRAMES, RGB_SIZE, ShardFormat, Video
 from data.quantization import frame_means
 
-DEFAULT_BATCH = {"video": 256, "frame": 32}
+DEFAULT_BATCH = {"video": 1024, "frame": 32}
 
 
 @dataclass
@@ -140,7 +140,8 @@ def _parser(fmt: ShardFormat, max_frames: int):
             parsed = tf.io.parse_example(raw, features)
             out = {"id": parsed[fmt.id_key], "video": tf.concat([parsed["mean_rgb"], parsed["mean_audio"]], 1)}
             if fmt.has_labels:
-                out["labels"] = tf.RaggedTensor.from_sparse(parsed["labels"])
+                labels = tf.RaggedTensor.from_sparse(parsed["labels"])
+                out["label_values"], out["label_splits"] = labels.values, labels.row_splits
             return out
 
         return parse
@@ -164,7 +165,8 @@ def _parser(fmt: ShardFormat, max_frames: int):
         frames = tf.concat([tf.io.decode_raw(rgb, tf.uint8), tf.io.decode_raw(audio, tf.uint8)], 1)
         out = {"id": ctx[fmt.id_key], "frames": frames, "num_frames": num_frames}
         if fmt.has_labels:
-            out["labels"] = tf.RaggedTensor.from_sparse(ctx["labels"])
+            labels = tf.RaggedTensor.from_sparse(ctx["labels"])
+            out["label_values"], out["label_splits"] = labels.values, labels.row_splits
         return out
 
     return parse
@@ -225,25 +227,23 @@ def record_problem(raw: bytes, fmt: ShardFormat) -> str | None:
     return None
 
 
-def _to_batch(parsed: dict, first: int, fmt: ShardFormat) -> Batch:
+def _to_batch(parsed: dict, first: int, fmt: ShardFormat) -> tuple[Batch, int | None]:
+    """Tensors to a Batch, and the index of the first video with a label out of range (None if none)."""
     ids = [i.decode("utf-8", "replace") for i in parsed["id"].numpy()]
+    bad = None
     if fmt.has_labels:
-        labels = [row.astype(np.int64) for row in parsed["labels"].numpy()]
+        values, splits = parsed["label_values"].numpy(), parsed["label_splits"].numpy()
+        labels = np.split(values, splits[1:-1])
+        out_of_range = np.flatnonzero((values < 0) | (values >= fmt.num_classes))
+        if len(out_of_range):
+            bad = int(np.searchsorted(splits, out_of_range[0], side="right") - 1)
     else:
         labels = [np.zeros(0, np.int64) for _ in ids]
     if fmt.level == "video":
-        return Batch(first, ids, labels, parsed["video"].numpy())
+        return Batch(first, ids, labels, parsed["video"].numpy()), bad
     frames = parsed["frames"].numpy()
     num_frames = parsed["num_frames"].numpy().astype(np.int64)
-    return Batch(first, ids, labels, frame_means(frames, num_frames), frames, num_frames)
-
-
-def _label_problem(labels: list[np.ndarray], num_classes: int) -> int | None:
-    """Index of the first video with a label outside [0, num_classes), if any."""
-    for i, row in enumerate(labels):
-        if len(row) and (row.min() < 0 or row.max() >= num_classes):
-            return i
-    return None
+    return Batch(first, ids, labels, frame_means(frames, num_frames), frames, num_frames), bad
 
 
 def read_batches(path, fmt: ShardFormat | None = None, *, batch_size: int | None = None,
@@ -289,8 +289,7 @@ def _checked_batches(path, records, first, fmt, parse, skip_corrupt, report) -> 
     if not records:
         return
     try:
-        batch = _to_batch(parse(tf.constant(records)), first, fmt)
-        bad = _label_problem(batch.labels, fmt.num_classes) if fmt.has_labels else None
+        batch, bad = _to_batch(parse(tf.constant(records)), first, fmt)
     except (tf.errors.OpError, UnicodeDecodeError):  # TensorFlow's message can hold the record's raw bytes
         bad = -1
     if bad is None:
