@@ -1,0 +1,101 @@
+"""Score a submission CSV against ground truth, and save the result where the leaderboard finds it."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.errors import InputError
+from common.files import write_json_atomic
+from data.formats import NUM_CLASSES
+from evaluation.metrics import Accumulator, K, Scores
+from evaluation.submission_csv import FIRST_DATA_LINE, Submission, Truth, read_submission, read_truth
+
+DEFAULT_CLASSES = NUM_CLASSES[2018]  # vocabulary assumed for a ground-truth CSV unless told otherwise
+
+
+@dataclass
+class ScoreReport:
+    """The scores of one submission, with how many truth videos it missed and extra videos it ignored."""
+
+    scores: Scores
+    submission: str
+    truth: str
+    num_missing: int  # videos of the truth absent from the submission (counted as all misses)
+    num_ignored: int  # submission videos not in the truth (only with ignore_extra)
+    k: int = K
+
+    def to_dict(self) -> dict:
+        return {**self.scores.to_dict(), "num_missing": self.num_missing, "num_ignored": self.num_ignored,
+                "k": self.k, "submission": self.submission, "truth": self.truth}
+
+    def text(self) -> str:
+        """A short readable report."""
+        s = self.scores
+        lines = [
+            f"submission  {self.submission}",
+            f"truth       {self.truth}",
+            f"videos      {s.num_videos:,} ({self.num_missing:,} missing from the submission, counted as misses)",
+            f"labels      {s.num_positives:,}",
+            f"GAP@{self.k:<7d} {s.gap:.6f}",
+            f"Hit@1       {s.hit_at_one:.6f}",
+            f"PERR        {s.perr:.6f}",
+        ]
+        if self.num_ignored:
+            lines.insert(3, f"ignored     {self.num_ignored:,} submission videos that are not in the truth")
+        return "\n".join(lines)
+
+
+def score_submission(submission: Submission, truth: Truth, *, ignore_extra: bool = False,
+                     num_classes: int = DEFAULT_CLASSES, k: int = K) -> ScoreReport:
+    """Match submission rows (ranked, as read_submission returns them) to truth videos by id; the metrics
+    cover every truth video, those without a row counting as all misses."""
+    index = pd.Index(truth.ids)
+    if not index.is_unique:
+        raise InputError(truth.path, f"video id {index[index.duplicated()][0]!r} appears more than once")
+    rows_in_truth = index.get_indexer(submission.ids)
+    extra = rows_in_truth < 0
+    if extra.any() and not ignore_extra:
+        row = int(np.argmax(extra))
+        raise InputError(submission.path, f"video {submission.ids[row]!r} is not in the ground truth "
+                         f"{truth.path} ({int(extra.sum()):,} such videos; --ignore-extra skips them)",
+                         line=row + FIRST_DATA_LINE)
+    matched = rows_in_truth[~extra]
+    missing = np.ones(len(truth), dtype=bool)
+    missing[matched] = False
+    acc = Accumulator(num_classes, k)
+    keep = ~extra
+    acc.add_top_k(submission.labels[keep], submission.scores[keep], truth.labels.take(matched), ranked=True)
+    acc.add_missing(truth.labels.take(np.flatnonzero(missing)))
+    return ScoreReport(acc.result(), submission.path, truth.path, int(missing.sum()), int(extra.sum()), k)
+
+
+def score_files(submission_csv, truth_source, *, ignore_extra: bool = False, num_classes: int | None = None,
+                k: int = K) -> ScoreReport:
+    """Read both files and score; the vocabulary comes from a store, for a CSV from `num_classes` (3862)."""
+    truth_source = Path(truth_source)
+    if truth_source.is_dir():
+        truth = read_truth(truth_source)
+        if num_classes and num_classes != truth.num_classes:
+            raise InputError(truth_source, f"this store has {truth.num_classes} classes, not {num_classes}")
+        num_classes = truth.num_classes
+    else:
+        num_classes = num_classes or DEFAULT_CLASSES
+        truth = read_truth(truth_source, num_classes)
+    submission = read_submission(submission_csv, num_classes, k)
+    return score_submission(submission, truth, ignore_extra=ignore_extra, num_classes=num_classes, k=k)
+
+
+def run_and_split(submission_csv) -> tuple[str, str]:
+    """`<run>_<split>.csv` -> (run, split): the split is the text after the last underscore."""
+    run, _, split = Path(submission_csv).stem.rpartition("_")
+    return (run, split) if run else (split, "")
+
+
+def save_report(report: ScoreReport, workdir) -> Path:
+    """Write workspace/evaluation/scores/<csv stem>.json (atomically) and return its path."""
+    run, split = run_and_split(report.submission)
+    path = Path(workdir) / "evaluation" / "scores" / f"{Path(report.submission).stem}.json"
+    write_json_atomic(path, {"run": run, "split": split, **report.to_dict()})
+    return path
