@@ -1,0 +1,69 @@
+"""`python -m models train ...`: parse the arguments and call models.train.train."""
+
+import argparse
+import json
+
+from common.cli import quiet_tensorflow, run
+from common.errors import InputError
+
+quiet_tensorflow()  # before TensorFlow is first imported
+
+
+def parse_config(pairs: list[str]) -> dict:
+    """`key=value` overrides of the model config; values are read as JSON when they parse (2, 0.5, true)."""
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError("--config", f"expected key=value, got {pair!r}")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            config[key] = value
+    return config
+
+
+def parser() -> argparse.ArgumentParser:
+    from models.train import DEFAULT_FRAMES, TrainOptions
+
+    defaults = TrainOptions()
+    top = argparse.ArgumentParser(prog="python -m models",
+                                  description="Train YouTube-8M models from feature stores.")
+    commands = top.add_subparsers(dest="command", required=True)
+    p = commands.add_parser(
+        "train", help="train one model; writes model.keras, card.json, history.csv, training.png",
+        description="Train a model of the zoo. Re-running the same command resumes from the last checkpoint, "
+                    "or says 'up to date' when the run folder already holds this training.")
+    p.add_argument("--model", required=True, help="logistic, moe, lstm, qrnn or qrnn-video")
+    p.add_argument("--train", required=True, metavar="STORE", help="training feature store folder")
+    p.add_argument("--validate", required=True, metavar="STORE", help="validation feature store folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder, e.g. workspace/models/<run>")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default {defaults.epochs})")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                   help=f"videos per batch (default {defaults.batch_size})")
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                   help=f"Adam's rate in epoch 1, then x{defaults.lr_decay} per epoch "
+                        f"(default {defaults.learning_rate})")
+    p.add_argument("--frames", type=int, default=None, metavar="T",
+                   help=f"frame-level models: frames sampled per video (default {DEFAULT_FRAMES})")
+    p.add_argument("--seed", type=int, default=defaults.seed, help=f"(default {defaults.seed})")
+    p.add_argument("--patience", type=int, default=defaults.patience,
+                   help="early stopping: epochs without a better validation GAP "
+                        f"(default {defaults.patience})")
+    p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="model configuration overrides, e.g. hidden=512 layers=2")
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from models.train import TrainOptions, train
+
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                           frames=args.frames, seed=args.seed, patience=args.patience)
+    train(args.model, args.train, args.validate, args.out, options, parse_config(args.config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,75 @@
+"""Classifier heads shared by the models: logistic, mixture of experts, and optional context gating."""
+
+import math
+
+import keras
+from keras import ops
+
+HEADS = ("logistic", "moe")
+LABELS_PER_VIDEO = 3.0  # YouTube-8M 2018 averages 3.0 labels per video (the synthetic data copies that)
+
+
+def l2_penalty(l2, num_classes):
+    """The starter code's L2 penalty for a loss that averages over classes: the starter's cross-entropy
+    sums over classes, Keras' BinaryCrossentropy averages, so the same weight decay needs l2 / C."""
+    return keras.regularizers.L2(l2 / num_classes) if l2 > 0 else None
+
+
+def prior_logit(num_classes, scale=1.0):
+    """Initial output bias so that each class starts near its average frequency (about 3 / C), not at 0.5:
+    otherwise the first thousands of steps only push 3,862 outputs down. `scale` divides the target
+    probability by the mixture weight an expert starts with."""
+    p = min(LABELS_PER_VIDEO / num_classes * scale, 0.5)
+    return math.log(p / (1.0 - p))
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class MixtureOfExperts(keras.layers.Layer):
+    """The starter code's MoeModel: per class, a softmax gate over `experts` sigmoid experts plus a dummy
+    expert that always says 0. Two Dense layers do it for all classes at once: gates (C*(M+1), no bias,
+    as in the starter) and experts (C*M; biases start at the class prior). Output (B, C) in [0, 1]."""
+
+    def __init__(self, num_classes, experts=2, l2=1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes, self.experts, self.l2 = int(num_classes), int(experts), float(l2)
+        penalty = l2_penalty(self.l2, self.num_classes)
+        self.gates = keras.layers.Dense(self.num_classes * (self.experts + 1), use_bias=False,
+                                        kernel_regularizer=penalty, name="gates")
+        start = keras.initializers.Constant(prior_logit(self.num_classes, (self.experts + 1) / self.experts))
+        self.expert_logits = keras.layers.Dense(self.num_classes * self.experts, kernel_regularizer=penalty,
+                                                bias_initializer=start, name="experts")
+
+    def build(self, input_shape):
+        self.gates.build(input_shape)
+        self.expert_logits.build(input_shape)
+
+    def call(self, inputs):
+        gates = ops.softmax(ops.reshape(self.gates(inputs), (-1, self.num_classes, self.experts + 1)), axis=-1)
+        experts = ops.sigmoid(ops.reshape(self.expert_logits(inputs), (-1, self.num_classes, self.experts)))
+        return ops.sum(gates[:, :, : self.experts] * experts, axis=-1)  # the dummy expert adds 0
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "experts": self.experts, "l2": self.l2}
+
+
+def context_gating(x, name="context_gating"):
+    """Context gating (Miech et al. 2017): x * sigmoid(W x + b), letting features re-weight each other."""
+    gate = keras.layers.Dense(x.shape[-1], activation="sigmoid", name=f"{name}_weights")(x)
+    return keras.layers.Multiply(name=name)([x, gate])
+
+
+def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False):
+    """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe"."""
+    if gating:
+        x = context_gating(x)
+    if head == "moe":
+        return MixtureOfExperts(num_classes, experts, l2, name="moe")(x)
+    if head != "logistic":
+        raise ValueError(f"head must be one of {HEADS}, not {head!r}")
+    penalty = l2_penalty(l2, num_classes)
+    start = keras.initializers.Constant(prior_logit(num_classes))
+    return keras.layers.Dense(num_classes, activation="sigmoid", kernel_regularizer=penalty,
+                              bias_initializer=start, name="logistic")(x)

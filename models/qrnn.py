@@ -1,0 +1,137 @@
+"""The quasi-recurrent neural network layer (Bradbury et al. 2016, arXiv:1611.01576) for Keras 3.
+
+All gates of all time steps come from one causal convolution (a single matrix product); only the cheap
+element-wise recurrence `c_t = f_t * c_{t-1} + (1 - f_t) * z_t` runs step by step, where an LSTM does
+its matrix products inside the sequential loop. On a 2-core CPU with 1152-d frames the QRNN trains about
+3x faster than an LSTM at hidden size 1024; at 512 its k*D*3H product is about as large as the LSTM's
+4H(D+H) and the gain is smaller.
+"""
+
+import keras
+from keras import ops
+
+POOLINGS = {"f": "zf", "fo": "zfo", "ifo": "zfoi"}  # pooling -> the gates it needs, in kernel order
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class QRNN(keras.layers.Layer):
+    """One QRNN layer: (B, T, D) -> (B, units), or (B, T, units) with `return_sequences`.
+
+    `pooling` is "f", "fo" or "ifo"; `window` is the width k of the causal convolution; `zoneout` is the
+    probability, during training only, that a unit's forget gate is forced to 1 (it keeps its state).
+    A mask (B, T) marks real frames: padded steps leave the state unchanged, so the output is the
+    hidden state at the last real frame (sequence outputs are zero at padded steps).
+    """
+
+    def __init__(self, units, window=2, pooling="fo", zoneout=0.0, return_sequences=False, seed=None,
+                 kernel_initializer="glorot_uniform", kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, not {pooling!r}")
+        if int(units) < 1 or int(window) < 1 or not 0.0 <= float(zoneout) < 1.0:
+            raise ValueError("QRNN needs units >= 1, window >= 1 and 0 <= zoneout < 1")
+        self.units, self.window, self.pooling = int(units), int(window), pooling
+        self.zoneout, self.return_sequences, self.seed = float(zoneout), bool(return_sequences), seed
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.gates = POOLINGS[pooling]
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.zoneout > 0 else None
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        depth = input_shape[-1]
+        # kernel[j] multiplies the input j - (window - 1) steps away (j = window - 1 is the current step).
+        self.kernel = self.add_weight(name="kernel", shape=(self.window, depth, len(self.gates) * self.units),
+                                      initializer=self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer)
+        self.bias = self.add_weight(name="bias", shape=(len(self.gates) * self.units,), initializer="zeros")
+
+    def call(self, inputs, mask=None, training=None):
+        gates = self._gates(inputs)
+        z = ops.tanh(gates["z"])
+        f = ops.sigmoid(gates["f"])
+        if training and self.zoneout > 0:
+            keep = keras.random.uniform(ops.shape(f), seed=self.seed_generator) < self.zoneout
+            f = ops.where(keep, 1.0, f)
+        decay = f
+        update = ops.sigmoid(gates["i"]) * z if "i" in gates else (1.0 - f) * z
+        if mask is not None:  # padded steps: c_t = 1 * c_{t-1} + 0
+            real = ops.expand_dims(ops.cast(mask, "bool"), -1)
+            decay = ops.where(real, decay, 1.0)
+            update = ops.where(real, update, 0.0)
+        cells, last_cell = self._recurrence(decay, update)
+        out_gate = ops.sigmoid(gates["o"]) if "o" in gates else None
+        if self.return_sequences:
+            hidden = cells if out_gate is None else out_gate * cells
+            return hidden if mask is None else ops.where(real, hidden, 0.0)
+        if out_gate is None:
+            return last_cell
+        return _at_last_real_step(out_gate, mask) * last_cell
+
+    def _gates(self, inputs):
+        """All pre-activations at once: a causal convolution as one matmul over stacked shifted inputs."""
+        x = ops.cast(inputs, self.compute_dtype)
+        batch, steps = ops.shape(x)[0], ops.shape(x)[1]
+        if self.window > 1:
+            padded = ops.pad(x, [[0, 0], [self.window - 1, 0], [0, 0]])
+            x = ops.concatenate([padded[:, j:j + steps] for j in range(self.window)], axis=-1)
+        width = len(self.gates) * self.units
+        kernel = ops.reshape(self.kernel, (-1, width))
+        # A 2-D matmul over all B * T steps: faster on CPU than the same product batched over B.
+        pre = ops.matmul(ops.reshape(x, (-1, ops.shape(kernel)[0])), kernel) + self.bias
+        pre = ops.reshape(pre, (batch, steps, width))
+        parts = ops.split(pre, len(self.gates), axis=-1)
+        return dict(zip(self.gates, parts, strict=True))
+
+    def _recurrence(self, decay, update):
+        """c_t = decay_t * c_{t-1} + update_t from c_0 = 0 with keras.ops.scan; returns (all c, last c).
+
+        On this CPU a scan is as fast as a Python loop unrolled over time steps, and faster than
+        keras.ops.associative_scan, and it works for any sequence length.
+        """
+        def step(cell, decay_update):
+            cell = decay_update[0] * cell + decay_update[1]
+            return cell, cell
+
+        # One stacked tensor (T, 2, B, U), not a pair: keras' TF scan fails on a pair when T is unknown.
+        time_major = ops.transpose(ops.stack([decay, update]), (2, 0, 1, 3))
+        cell, cells = ops.scan(step, ops.zeros_like(decay[:, 0]), time_major)
+        return ops.transpose(cells, (1, 0, 2)), cell
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (*input_shape[:-1], self.units)
+        return (input_shape[0], self.units)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "window": self.window, "pooling": self.pooling,
+                "zoneout": self.zoneout, "return_sequences": self.return_sequences, "seed": self.seed,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
+
+
+def _at_last_real_step(values, mask):
+    """values (B, T, U) at each row's last real step (the last step when there is no mask)."""
+    if mask is None:
+        return values[:, -1]
+    steps = ops.shape(mask)[1]
+    flipped = ops.flip(ops.cast(mask, "int32"), axis=1)
+    last = steps - 1 - ops.argmax(flipped, axis=1)  # a row with no real step gets T-1 (its state is 0)
+    index = ops.reshape(ops.cast(last, "int32"), (-1, 1, 1))
+    return ops.squeeze(ops.take_along_axis(values, index, axis=1), axis=1)
+
+
+def qrnn_stack(x, units, layers=1, dense=False, **qrnn_options):
+    """Apply `layers` QRNN layers to a (B, T, D) tensor, returning the last layer's final state (B, units).
+
+    With `dense`, each layer reads the concatenation of the input and every earlier layer's sequence
+    (the densely connected stacking of the QRNN paper). The mask of `x`, if any, flows through.
+    """
+    for n in range(layers):
+        last = n == layers - 1
+        y = QRNN(units, return_sequences=not last, **qrnn_options)(x)
+        x = keras.layers.Concatenate()([x, y]) if dense and not last else y
+    return x

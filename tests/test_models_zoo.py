@@ -1,0 +1,152 @@
+"""The model zoo: every model builds with the contract's inputs and outputs, reloads, and counts as designed."""
+
+import keras
+import numpy as np
+import pytest
+
+import models  # noqa: F401  (registers the custom layers, as a user's script would)
+from common.errors import InputError
+from data.formats import FEATURE_SIZE
+from data.quantization import dequantize
+from models import zoo
+from models.inputs import FrameFeatures, VideoChunks
+
+CLASSES = 12
+SMALL = {  # small configurations so the tests stay fast; the defaults are checked by parameter count
+    "logistic": {},
+    "moe": {"experts": 3},
+    "lstm": {"hidden": 8, "layers": 2, "head": "moe", "context_gating": True},
+    "qrnn": {"hidden": 8, "layers": 2, "dense": True, "head": "moe", "context_gating": True, "zoneout": 0.2},
+    "qrnn-video": {"hidden": 8, "chunk": 64, "pooling": "ifo"},
+}
+
+
+def _batch(level, rng, batch=4, steps=7):
+    if level == "video":
+        return rng.normal(size=(batch, FEATURE_SIZE)).astype("float32")
+    frames = rng.integers(0, 256, size=(batch, steps, FEATURE_SIZE), dtype=np.uint8)
+    num_frames = rng.integers(1, steps + 1, size=batch).astype("int32")
+    num_frames[0] = steps
+    for b, n in enumerate(num_frames):
+        frames[b, n:] = 0  # padded as Store.frames pads
+    return {"frames": frames, "num_frames": num_frames}
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_model_builds_predicts_and_reloads(name, tmp_path):
+    spec = zoo.MODELS[name]
+    model = zoo.build(name, CLASSES, SMALL[name])
+    if spec.level == "video":
+        assert tuple(model.input.shape) == (None, FEATURE_SIZE) and model.input.dtype == "float32"
+    else:
+        assert set(model.input) == {"frames", "num_frames"}
+        assert tuple(model.input["frames"].shape) == (None, None, FEATURE_SIZE)
+        assert model.input["frames"].dtype == "uint8" and model.input["num_frames"].dtype == "int32"
+        assert tuple(model.input["num_frames"].shape) == (None,)
+    assert tuple(model.output.shape) == (None, CLASSES)
+    x = _batch(spec.level, np.random.default_rng(0))
+    scores = model.predict(x, verbose=0)
+    assert scores.shape == (4, CLASSES) and scores.dtype == np.float32
+    assert np.all((scores >= 0) & (scores <= 1)) and np.isfinite(scores).all()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), scores, atol=1e-6)
+    assert loaded.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize("name", ["qrnn", "lstm"])
+def test_frame_models_ignore_padding(name):
+    model = zoo.build(name, CLASSES, SMALL[name])
+    x = _batch("frame", np.random.default_rng(1), batch=3, steps=5)
+    padded = {"frames": np.concatenate([x["frames"], np.zeros((3, 20, FEATURE_SIZE), np.uint8)], axis=1),
+              "num_frames": x["num_frames"]}
+    np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    alone = {"frames": x["frames"][1:2, : x["num_frames"][1]], "num_frames": x["num_frames"][1:2]}
+    np.testing.assert_allclose(model.predict(alone, verbose=0)[0], model.predict(x, verbose=0)[1], atol=1e-5)
+
+
+def test_frame_features_dequantize_and_normalize_each_frame():
+    frames = np.random.default_rng(2).integers(0, 256, size=(2, 3, FEATURE_SIZE), dtype=np.uint8)
+    layer = FrameFeatures()
+    out = keras.ops.convert_to_numpy(layer([frames, np.array([3, 1], "int32")]))
+    want = dequantize(frames)
+    want *= np.sqrt(FEATURE_SIZE) / np.linalg.norm(want, axis=-1, keepdims=True)  # unit mean square
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    mask = keras.ops.convert_to_numpy(layer.compute_mask([frames, np.array([3, 1], "int32")]))
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_video_chunks_read_audio_first_and_the_first_rgb_components_last():
+    video = np.random.default_rng(5).normal(size=(2, FEATURE_SIZE)).astype("float32")
+    chunks = keras.ops.convert_to_numpy(VideoChunks(128)(video))
+    unit = video / np.linalg.norm(video, axis=1, keepdims=True) * np.sqrt(FEATURE_SIZE)
+    assert chunks.shape == (2, 9, 128)
+    np.testing.assert_allclose(chunks[:, 0], unit[:, 1024:], rtol=1e-5)  # audio
+    np.testing.assert_allclose(chunks[:, -1], unit[:, :128], rtol=1e-5)  # rgb components 0..127
+    np.testing.assert_allclose(chunks[:, 1], unit[:, 896:1024], rtol=1e-5)
+
+
+def test_parameter_counts_match_hand_computation():
+    c, d = 3862, FEATURE_SIZE
+    assert zoo.build("logistic", c).count_params() == d * c + c
+    # MoE, M = 2: gates d x c(M+1) without bias, experts d x cM with bias
+    assert zoo.build("moe", c).count_params() == d * c * 3 + d * c * 2 + c * 2 == 22_252_844
+    qrnn, h = zoo.build("qrnn", c), zoo.QrnnConfig().hidden
+    assert qrnn.count_params() == 2 * d * 3 * h + 3 * h + h * c + c  # window 2, z f o gates; logistic head
+    assert qrnn.count_params() <= 12_000_000
+    assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + h * c + c
+
+
+def test_config_overrides_and_refusals():
+    cfg = zoo.make_config("qrnn", {"hidden": "256", "dense": "true", "zoneout": "0", "pooling": "ifo"})
+    assert (cfg.hidden, cfg.dense, cfg.zoneout, cfg.pooling) == (256, True, 0.0, "ifo")
+    assert zoo.make_config("moe") == zoo.MoeConfig()
+    for name, overrides, problem in [
+        ("qrnn", {"hiden": 256}, "unknown key 'hiden'"),
+        ("qrnn", {"hidden": "big"}, "hidden must be of type int"),
+        ("qrnn", {"pooling": "if"}, "pooling must be one of"),
+        ("qrnn", {"layers": 0}, "layers must be at least 1"),
+        ("qrnn-video", {"chunk": 96}, "chunk must divide 128"),
+        ("lstm", {"head": "svm"}, "head must be one of"),
+        ("logistic", {"experts": 2}, "unknown key 'experts'"),
+        ("resnet", {}, "unknown model 'resnet'"),
+    ]:
+        with pytest.raises(InputError, match=problem):
+            zoo.build(name, CLASSES, overrides)
+    assert zoo.build("qrnn-video", CLASSES, {"chunk": 32}).get_layer("chunks").output.shape[1:] == (36, 32)
+
+
+def test_heads_start_at_the_class_prior():
+    x = _batch("video", np.random.default_rng(3))
+    for name in ("logistic", "moe", "qrnn-video"):
+        scores = zoo.build(name, 3862).predict(x, verbose=0)
+        assert 0.5 * 3 / 3862 < scores.mean() < 2 * 3 / 3862, name
+
+
+def test_qrnn_learns_the_order_of_frames():
+    """A then B is class 0, B then A class 1: the frame means are the same, only the order tells."""
+    rng = np.random.default_rng(4)
+    n, steps = 384, 8
+    a, b = rng.integers(0, 256, size=(2, FEATURE_SIZE), dtype=np.uint8)
+    frames = rng.integers(96, 160, size=(n, steps, FEATURE_SIZE), dtype=np.uint8)  # background frames
+    order = rng.integers(0, 2, size=n)
+    first, second = rng.integers(0, 3, size=n), rng.integers(5, steps, size=n)  # never adjacent
+    for i in range(n):
+        frames[i, first[i]], frames[i, second[i]] = (a, b) if order[i] == 0 else (b, a)
+    x = {"frames": frames, "num_frames": np.full(n, steps, np.int32)}
+    y = np.eye(2, dtype="float32")[order]
+    keras.utils.set_random_seed(0)
+    model = zoo.build("qrnn", 2, {"hidden": 16, "zoneout": 0.0})
+    model.compile(keras.optimizers.Adam(3e-3), "binary_crossentropy")
+    model.fit({k: v[:256] for k, v in x.items()}, y[:256], batch_size=32, epochs=10, verbose=0)
+    predicted = model.predict({k: v[256:] for k, v in x.items()}, verbose=0).argmax(axis=1)
+    assert (predicted == order[256:]).mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["logistic", "moe"])
+def test_l2_penalty_is_the_starter_penalty_per_class(name):
+    model = zoo.build(name, CLASSES, {"l2": 0.5})
+    kernels = [w for w in model.weights if "kernel" in w.path]
+    want = 0.5 / CLASSES * sum(float(np.sum(keras.ops.convert_to_numpy(w) ** 2)) for w in kernels)
+    assert len(kernels) == (1 if name == "logistic" else 2)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(want, rel=1e-5)
