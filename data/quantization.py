@@ -21,15 +21,18 @@ def quantize(x: np.ndarray) -> np.ndarray:
 def frame_means(frames: np.ndarray, num_frames: np.ndarray) -> np.ndarray:
     """Mean of each video's dequantized frames: frames (F, D) uint8 end to end, num_frames (N,) -> (N, D).
 
-    Summed exactly in int64 (without an int64 copy of the frames), then dequantized once: the map is
-    affine, so this is the mean of the dequantized frames, rounded once to float32. No frames: zeros.
+    Each video's bytes are summed exactly (uint32 while no sum can overflow it, else int64; numpy casts
+    in small buffers, so the frames are never copied whole), then dequantized once: the map is affine,
+    so this is the mean of the dequantized frames, rounded once to float32. No frames: zeros.
     """
     num_frames = np.asarray(num_frames, dtype=np.int64)
-    out = np.zeros((len(num_frames), frames.shape[1]), dtype=np.float32)
+    ends = np.cumsum(num_frames)
+    exact = np.uint32 if len(num_frames) == 0 or num_frames.max() <= np.iinfo(np.uint32).max // 255 else np.int64
+    sums = np.zeros((len(num_frames), frames.shape[1]), dtype=np.int64)
+    for i, (start, end) in enumerate(zip((ends - num_frames).tolist(), ends.tolist(), strict=True)):
+        if end > start:
+            sums[i] = frames[start:end].sum(axis=0, dtype=exact)
+    out = np.zeros(sums.shape, dtype=np.float32)
     has = num_frames > 0
-    if has.any():
-        starts = np.concatenate([[0], np.cumsum(num_frames)[:-1]])[has]
-        sums = np.add.reduceat(frames, starts, axis=0, dtype=np.int64)
-        means_q = sums / num_frames[has, None]
-        out[has] = (means_q * SCALE + BIAS).astype(np.float32)
+    out[has] = (sums[has] / num_frames[has, None] * SCALE + BIAS).astype(np.float32)
     return out

@@ -7,6 +7,7 @@ re-examined one by one with the protobuf classes to name the bad record (0-based
 
 import functools
 import glob
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,16 +64,12 @@ def _records(path: Path) -> Iterator[bytes]:
     """The serialized records of a TFRecord file, CRCs checked (TensorFlow's C++ record reader).
 
     `tf.compat.v1.io.tf_record_iterator` costs microseconds per file where a `tf.data.TFRecordDataset`
-    costs about 10 ms to set up, which dominates on many small shards.
+    costs about 10 ms to set up, which dominates on many small shards. It is marked deprecated in favour
+    of tf.data (slower here): the undecorated function skips the notice without touching shared logger
+    state, so threads can read at the same time.
     """
-    tf = _tf()
-    previous = tf.get_logger().level
-    tf.get_logger().setLevel("ERROR")  # it is marked deprecated in favour of tf.data, which is slower here
-    try:
-        records = tf.compat.v1.io.tf_record_iterator(str(path))
-    finally:
-        tf.get_logger().setLevel(previous)
-    yield from records
+    iterate = _tf().compat.v1.io.tf_record_iterator
+    yield from getattr(iterate, "__wrapped__", iterate)(str(path))
 
 
 def _first_record(path: Path) -> bytes | None:
@@ -233,7 +230,7 @@ def _to_batch(parsed: dict, first: int, fmt: ShardFormat) -> tuple[Batch, int | 
     bad = None
     if fmt.has_labels:
         values, splits = parsed["label_values"].numpy(), parsed["label_splits"].numpy()
-        labels = np.split(values, splits[1:-1])
+        labels = [values[a:b] for a, b in itertools.pairwise(splits.tolist())]  # np.split is slower
         out_of_range = np.flatnonzero((values < 0) | (values >= fmt.num_classes))
         if len(out_of_range):
             bad = int(np.searchsorted(splits, out_of_range[0], side="right") - 1)
@@ -254,48 +251,83 @@ def read_batches(path, fmt: ShardFormat | None = None, *, batch_size: int | None
     A broken TFRecord frame (truncation, bad CRC) ends the file: with skip_corrupt the records before it
     are kept and the rest of the file is reported as skipped.
     """
-    tf = _tf()
     path = Path(path)
     fmt = fmt or detect_format(path)
     report = report if report is not None else ReadReport()
     parse = _parser(fmt, max_frames)
     size = batch_size or DEFAULT_BATCH[fmt.level]
-    records, first = [], 0
-    reader = _records(path)
-    while True:
-        try:
-            raw = next(reader, None)
-        except tf.errors.OpError as err:
+    first, head = 0, _record_list(path, 0, size)
+    more = _record_batches(path, size, size) if len(head[0]) == size and head[1] is None else []
+    for records, broken in itertools.chain([head], more):
+        if broken is not None:
             at = first + len(records)
-            problem = f"corrupt or truncated TFRecord ({_short(err)})"
+            problem = f"corrupt or truncated TFRecord ({_short(broken)})"
             if not skip_corrupt:
                 raise InputError(path, problem, record=at) from None
             report.skipped += 1
             report.problems.append(f"{path}: record {at}: {problem}; rest of the file skipped")
-            raw = None
-        if raw is not None:
-            records.append(raw)
-        if records and (raw is None or len(records) == size):
-            yield from _checked_batches(path, records, first, fmt, parse, skip_corrupt, report)
-            first += len(records)
-            records = []
-        if raw is None:
+        yield from _checked_batches(path, records, first, fmt, parse, skip_corrupt, report)
+        first += len(records)
+
+
+def _record_list(path: Path, first: int, size: int) -> tuple[list[bytes], Exception | None]:
+    """Up to `size` records from record `first` on, and the error (an OpError) if a broken TFRecord
+    frame came before `size` of them, else None."""
+    tf = _tf()
+    try:
+        return list(itertools.islice(_records(path), first, first + size)), None  # no Python loop per record
+    except tf.errors.OpError as err:
+        return _records_before_break(path, first, size), err
+
+
+def _record_batches(path: Path, start: int, size: int) -> Iterator[tuple]:
+    """Batches (string tensors) of `size` records from record `start` on, each with None, read ahead by
+    tf.data in its own threads: for shards of several batches, where its set-up (milliseconds) is small.
+    A broken TFRecord frame ends them with the good records before it and the error, as _record_list."""
+    tf = _tf()
+    batches = iter(tf.data.TFRecordDataset(str(path), buffer_size=8 << 20).skip(start).batch(size).prefetch(2))
+    at = start
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
             return
+        except tf.errors.OpError as err:
+            yield _records_before_break(path, at, size), err
+            return
+        yield batch, None
+        at += len(batch)
+
+
+def _records_before_break(path: Path, first: int, size: int) -> list[bytes]:
+    """The good records from record `first` up to a broken TFRecord frame (at most `size`): the slow way."""
+    tf = _tf()
+    good, reader = [], _records(path)
+    for _ in range(first):
+        next(reader)
+    try:
+        while len(good) < size:
+            good.append(next(reader))
+    except tf.errors.OpError:
+        pass
+    return good
 
 
 def _checked_batches(path, records, first, fmt, parse, skip_corrupt, report) -> Iterator[Batch]:
     """Parse `records` (starting at record `first`) as one batch, diagnosing record by record on failure."""
     tf = _tf()
-    if not records:
+    if len(records) == 0:
         return
     try:
-        batch, bad = _to_batch(parse(tf.constant(records)), first, fmt)
+        batch, bad = _to_batch(parse(records if tf.is_tensor(records) else tf.constant(records)), first, fmt)
     except (tf.errors.OpError, UnicodeDecodeError):  # TensorFlow's message can hold the record's raw bytes
         bad = -1
     if bad is None:
         report.records += len(records)
         yield batch
         return
+    if tf.is_tensor(records):
+        records = records.numpy().tolist()
     good, good_index = [], []
     for offset, raw in enumerate(records):
         problem = record_problem(raw, fmt)

@@ -1,4 +1,4 @@
-"""Shards -> feature store: each shard into a part (in parallel workers), then all parts copied in order.
+"""Shards -> feature store: each shard into a part (in parallel worker threads), then all parts copied in order.
 
 The store is byte for byte the same for any worker count or listing order: shards are sorted by name
 and each part depends only on its own shard. A run killed at any moment loses at most the shards in
@@ -12,10 +12,10 @@ import contextlib
 import hashlib
 import json
 import mmap
-import multiprocessing
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +41,9 @@ class Part:
     version: int
     has_labels: bool
     num_videos: int
+    num_labels: int  # length of its labels_indices
+    num_frames: int  # frame rows in its .frames file (0 at video level)
+    id_width: int  # bytes of its longest id (at least 1)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -55,17 +58,16 @@ def scan_shard(path) -> Source:
     """
     path = Path(path)
     size = path.stat().st_size
-    digest = hashlib.sha1(size.to_bytes(8, "little"))
+    hashed = [size.to_bytes(8, "little")]
     records = pos = 0
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else nullcontext(b"") as m:
         while pos + 12 <= size:
-            header = m[pos:pos + 12]  # length (8 bytes) and its CRC (4 bytes)
-            end = pos + 12 + int.from_bytes(header[:8], "little") + 4
+            end = pos + 12 + int.from_bytes(m[pos:pos + 8], "little") + 4
             if end > size:
                 break
-            digest.update(header + m[end - 4:end])  # ... and the data's CRC
+            hashed += (m[pos:pos + 12], m[end - 4:end])  # length (8 bytes) and its CRC, the data's CRC
             records, pos = records + 1, end
-    return Source(path.name, size, records, fingerprint=digest.hexdigest()[:20])
+    return Source(path.name, size, records, fingerprint=hashlib.sha1(b"".join(hashed)).hexdigest()[:20])
 
 
 def describe(fmt: ShardFormat) -> str:
@@ -93,7 +95,7 @@ def convert_shard(path, parts_dir, source: Source, fmt: ShardFormat, skip_corrup
     if raw is not None:
         os.replace(f"{raw_path}.tmp", raw_path)
     encoded = [i.encode("utf-8") for i in ids]
-    counts = np.array([len(x) for x in labels], dtype=np.int64)
+    counts = np.fromiter(map(len, labels), dtype=np.int64, count=len(labels))
     arrays = {
         "ids": np.array(encoded, dtype=f"S{max([len(i) for i in encoded] + [1])}"),
         "labels_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
@@ -105,17 +107,32 @@ def convert_shard(path, parts_dir, source: Source, fmt: ShardFormat, skip_corrup
         arrays["frame_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     source = Source(source.name, source.bytes, source.records, videos=len(ids), skipped=report.skipped,
                     fingerprint=source.fingerprint)
-    part = Part(source, fmt.level, fmt.version, fmt.has_labels, len(ids), report.problems)
+    part = Part(source, fmt.level, fmt.version, fmt.has_labels, len(ids), len(arrays["labels_indices"]),
+                int(arrays["frame_offsets"][-1]) if raw is not None else 0, _id_width(arrays["ids"]),
+                report.problems)
     with open(f"{part_path}.tmp", "wb") as f:
-        np.save(f, np.array(json.dumps(asdict(part))))
-        for name in PART_ARRAYS:
-            if name in arrays:
-                np.save(f, arrays[name])
+        _save_part(f, part, arrays)
     os.replace(f"{part_path}.tmp", part_path)
     return part
 
 
+def _id_width(ids: np.ndarray) -> int:
+    """Bytes of the longest of these fixed-width ids (at least 1)."""
+    return max(int(np.char.str_len(ids).max()) if len(ids) else 1, 1)
+
+
 PART_ARRAYS = ("ids", "labels_indptr", "frame_offsets", "labels_indices", "video")  # their order in a .part
+
+
+def _save_part(f, part: Part, arrays: dict[str, np.ndarray]) -> None:
+    """A .part file: the header's length (8 bytes), the header (JSON: the Part, each array's dtype and
+    shape), then the arrays' bytes one after another; read back with one read and no parsing per array."""
+    names = [n for n in PART_ARRAYS if n in arrays]
+    layout = {n: [arrays[n].dtype.str, list(arrays[n].shape)] for n in names}
+    header = json.dumps({"part": asdict(part), "arrays": layout}).encode()
+    f.write(len(header).to_bytes(8, "little") + header)
+    for name in names:
+        f.write(np.ascontiguousarray(arrays[name]).data)
 
 
 def part_paths(parts_dir, name: str) -> tuple[Path, Path]:
@@ -123,19 +140,29 @@ def part_paths(parts_dir, name: str) -> tuple[Path, Path]:
     return Path(parts_dir) / f"{name}.part", Path(parts_dir) / f"{name}.frames"
 
 
-def _load_part(path: Path, count: int = len(PART_ARRAYS)) -> tuple[Part, dict[str, np.ndarray]]:
-    """The Part and the first `count` arrays of a .part file."""
+def _load_part(path: Path, arrays: bool = True) -> tuple[Part, dict[str, np.ndarray]]:
+    """The Part of a .part file and (when `arrays`) its arrays, all of them."""
     with open(path, "rb") as f:
-        data = json.loads(np.load(f).item())
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        data = header["part"]
         part = Part(**dict(data, source=Source(**data["source"])))
-        names = [n for n in PART_ARRAYS if part.level == "frame" or n != "frame_offsets"][:count]
-        return part, {name: np.load(f) for name in names}
+        if not arrays:
+            return part, {}
+        buffer, out, at = f.read(), {}, 0
+    for name, (dtype, shape) in header["arrays"].items():
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        out[name] = np.frombuffer(buffer, dtype, count, at).reshape(shape)
+        at += count * dtype.itemsize
+    if at != len(buffer):
+        raise ValueError(f"{path}: {len(buffer)} bytes of arrays where the header says {at}")
+    return part, out
 
 
 def read_part(parts_dir: Path, name: str) -> Part | None:
     """The Part of a finished part file, or None if there is none (or it is unreadable)."""
     try:
-        return _load_part(part_paths(parts_dir, name)[0], count=0)[0]
+        return _load_part(part_paths(parts_dir, name)[0], arrays=False)[0]
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
@@ -151,8 +178,7 @@ class Segment:
         if fmt.level == "frame":
             offsets = self.read("frame_offsets", start, stop + 1)
             self.frames = int(offsets[0]), int(offsets[-1])
-        ids = self.read("ids", start, stop)
-        self.id_width = max(int(np.char.str_len(ids).max()) if len(ids) else 1, 1)
+        self.id_width = _id_width(self.read("ids", start, stop))
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -161,7 +187,8 @@ class Segment:
         """Rows [start, stop) of one array (ids, labels_indptr, labels_indices, video, frame_offsets)."""
         raise NotImplementedError
 
-    def read_frames(self, start: int, stop: int) -> np.ndarray:
+    def frames_file(self) -> tuple[Path, int]:
+        """The file holding this shard's frame rows end to end, and the byte offset of frame row 0."""
         raise NotImplementedError
 
     def copy_into(self, writer: StoreWriter, progress) -> None:
@@ -176,9 +203,10 @@ class Segment:
                                  self.read("labels_indices", int(indptr[0]), int(indptr[-1])),
                                  self.read("video", a, b), frames)
             progress.update((b - a) * FEATURE_SIZE * 4)
+        path, offset = self.frames_file() if self.frames[1] > self.frames[0] else (None, 0)
         for a in range(self.frames[0], self.frames[1], FRAME_CHUNK):
             b = min(a + FRAME_CHUNK, self.frames[1])
-            writer.append_frames(self.read_frames(a, b))
+            writer.append_frames_from(path, offset + a * FEATURE_SIZE, b - a)
             progress.update((b - a) * FEATURE_SIZE)
 
 
@@ -209,27 +237,26 @@ class StoreSegment(Segment):
         shape, dtype, offset = self._layout(f"{name}.npy")
         return _read_rows(self.folder / f"{name}.npy", dtype, shape[1:], offset, start, stop)
 
-    def read_frames(self, start, stop):
-        shape, dtype, offset = self._layout("frames.npy")
-        return _read_rows(self.folder / "frames.npy", dtype, shape[1:], offset, start, stop)
+    def frames_file(self):
+        return self.folder / "frames.npy", self._layout("frames.npy")[2]
 
 
 class PartSegment(Segment):
     """A converted shard's part: arrays from its .part file (one shard's worth), frames from its .frames."""
 
-    def __init__(self, parts_dir, part: Part):
+    def __init__(self, parts_dir, part: Part):  # what Segment.__init__ reads, the Part already says
         self.part_path, self.frames_path = part_paths(parts_dir, part.source.name)
-        self._arrays = _load_part(self.part_path, count=3)[1]  # ids, indptr, offsets: what __init__ reads
-        super().__init__(0, part.num_videos, part.format, part.source)
         self._arrays = None
+        self.start, self.stop, self.format, self.source = 0, part.num_videos, part.format, part.source
+        self.labels, self.frames, self.id_width = (0, part.num_labels), (0, part.num_frames), part.id_width
 
     def read(self, name, start, stop):
         if self._arrays is None or name not in self._arrays:
             self._arrays = _load_part(self.part_path)[1]
         return self._arrays[name][start:stop]
 
-    def read_frames(self, start, stop):
-        return _read_rows(self.frames_path, np.dtype(np.uint8), (FEATURE_SIZE,), 0, start, stop)
+    def frames_file(self):
+        return self.frames_path, 0
 
     def copy_into(self, writer, progress):
         try:
@@ -242,7 +269,7 @@ class PartSegment(Segment):
 
 def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = False, log=print) -> Manifest:
     """Convert shards (a folder, a glob, or a list of paths) into the store `out`; return its manifest."""
-    from data.reader import list_shards
+    from data.reader import detect_format, list_shards
 
     paths = list_shards(shards) if isinstance(shards, str | Path) else [Path(p) for p in shards]
     paths = _sorted_unique(paths)
@@ -262,7 +289,7 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
     started = time.time()
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     with _workers(workers) as (map_all, map_unordered):
-        formats = [_raise_if_error(r) for r in map_all(_detect_job, [p for p, _ in todo])]
+        formats = map_all(detect_format, [p for p, _ in todo])
         format_of = {name: seg.format for name, seg in segments.items()}
         format_of.update((s.name, f) for (_, s), f in zip(todo, formats, strict=True))
         _check_one_format(paths, [format_of[s.name] for s in sources])
@@ -356,41 +383,25 @@ def _check_one_format(paths: list[Path], formats: list[ShardFormat]) -> None:
                                    "convert one level and version at a time")
 
 
-def _detect_job(path):
-    """detect_format in a worker; errors come back as data (InputError does not pickle)."""
-    from data.reader import detect_format
-
-    try:
-        return detect_format(path)
-    except InputError as err:
-        return ("error", err.path, err.problem, err.record)
-
-
-def _convert_job(args):
-    try:
-        return convert_shard(*args)
-    except InputError as err:
-        return ("error", err.path, err.problem, err.record)
-
-
-def _raise_if_error(result):
-    if isinstance(result, tuple) and result and result[0] == "error":
-        raise InputError(result[1], result[2], record=result[3])
-    return result
+def _convert_job(job: tuple) -> Part:
+    return convert_shard(*job)
 
 
 @contextlib.contextmanager
 def _workers(count: int):
-    """(map, imap_unordered) over `count` worker processes, or in this process when count is 1."""
+    """(map, map_unordered) over `count` threads, or in this thread when count is 1.
+
+    Threads rather than processes: TensorFlow's record reading and parsing, numpy's sums and file writes
+    release the GIL, and a thread starts at once where a process would first import TensorFlow."""
     if count <= 1:
         yield (lambda f, xs: list(map(f, xs))), map
         return
-    pool = multiprocessing.get_context("spawn").Pool(count)  # spawn: never fork a TensorFlow runtime
+    pool = ThreadPoolExecutor(count, thread_name_prefix="convert")
     try:
-        yield pool.map, pool.imap_unordered
+        yield (lambda f, xs: list(pool.map(f, xs))), (
+            lambda f, xs: (job.result() for job in as_completed([pool.submit(f, x) for x in xs])))
     finally:
-        pool.terminate()
-        pool.join()
+        pool.shutdown(wait=True, cancel_futures=True)  # on an error: finish the shards in flight, start no more
 
 
 def _convert_parts(jobs: list, map_unordered):
@@ -402,7 +413,7 @@ def _convert_parts(jobs: list, map_unordered):
     videos = 0
     with bar:
         for done, result in enumerate(map_unordered(_convert_job, jobs), 1):
-            part = _raise_if_error(result)
+            part = result
             videos += part.num_videos
             bar.set_postfix_str(f"{done}/{len(jobs)} shards, {videos:,} videos", refresh=False)
             bar.update(part.source.bytes)

@@ -196,3 +196,25 @@ def test_unknown_id_key(tmp_path):
     path = _write_records(tmp_path / "x.tfrecord", [record.SerializeToString()])
     with pytest.raises(InputError, match=r"x.tfrecord: record 0: missing feature 'id' \(2018\) or 'video_id'"):
         detect_format(path)
+
+
+def test_later_batches_read_by_tf_data_match_and_name_bad_records(tmp_path):
+    path = tmp_path / "many.tfrecord"
+    write_shard(path, [_video(i) for i in range(10)], VIDEO_2018)
+    whole = next(read_batches(path))
+    batches = list(read_batches(path, batch_size=3))  # batches after the first come from tf.data
+    assert [b.first_record for b in batches] == [0, 3, 6, 9]
+    assert sum((b.ids for b in batches), []) == whole.ids
+    np.testing.assert_array_equal(np.concatenate([b.video for b in batches]), whole.video)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 10 * 7 + 40] ^= 0xFF  # a flipped byte inside record 7
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"many.tfrecord: record 7: corrupt or truncated TFRecord"):
+        list(read_batches(path, batch_size=3))
+    report = ReadReport()
+    assert sum(len(b.ids) for b in read_batches(path, batch_size=3, skip_corrupt=True, report=report)) == 7
+    assert report.skipped == 1 and "record 7" in report.problems[0]
+    bad = [encode_video(_video(i), VIDEO_2018) for i in range(5)]
+    bad[4] = encode_video(_video(4, labels=(1, 9999)), VIDEO_2018)
+    with pytest.raises(InputError, match=r"bad.tfrecord: record 4: label 9999 out of range"):
+        list(read_batches(_write_records(tmp_path / "bad.tfrecord", bad), batch_size=2))
