@@ -172,7 +172,7 @@ class Checkpoint(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:]}}
         state.history.append(row)
         state.epoch = epoch + 1
-        if row["val_gap"] > state.best_gap:
+        if row["val_gap"] > state.best_gap or not state.best_epoch:  # (the first epoch even if GAP is NaN)
             state.best_gap, state.best_epoch, state.stale = row["val_gap"], epoch + 1, 0
             self.best_weights = self.model.get_weights()
         else:
@@ -201,14 +201,14 @@ def save_checkpoint(folder: Path, model: keras.Model, state: CheckpointState) ->
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path, fingerprint_: str):
+def load_checkpoint(folder: Path, digest: str):
     """(model with optimizer state, CheckpointState, best weights) of the last checkpoint, or None when
     there is none for this configuration and these inputs (then the old checkpoints are removed)."""
     dirs = checkpoint_dirs(folder)
     if not dirs:
         return None
     state = CheckpointState(**json.loads((dirs[-1] / "state.json").read_text()))
-    if state.fingerprint != fingerprint_:
+    if state.fingerprint != digest:
         print(f"{folder}: checkpoints of another configuration or other inputs; starting over")
         shutil.rmtree(folder)
         return None
@@ -284,8 +284,8 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         return Card.load(out / "card.json")
 
     folder = out / "checkpoints"
-    print_ = fingerprint(config)
-    resumed = load_checkpoint(folder, print_)
+    digest = fingerprint(config)
+    resumed = load_checkpoint(folder, digest)
     if resumed:
         model, state, best_weights = resumed
         print(f"{out}: resuming from the checkpoint of epoch {state.epoch} of {options.epochs}")
@@ -293,7 +293,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         keras.utils.set_random_seed(options.seed)
         model = zoo.build(name, train_store.num_classes, config["model"])
         compile_model(model, options)
-        state = CheckpointState(0, 0, -1.0, 0, False, [], print_)
+        state = CheckpointState(0, 0, -1.0, 0, False, [], digest)
         best_weights = None
     print(f"training {name} ({model.count_params():,} parameters) on {len(train_store):,} videos, "
           f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else ""))
