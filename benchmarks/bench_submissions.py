@@ -100,9 +100,9 @@ def bench_csv(folder: Path) -> list[str]:
 def bench_predict(folder: Path) -> list[str]:
     import keras
 
+    from common.card import Card
     from features.store import create_store
     from models import zoo
-    from models.card import Card
     from models.predict import iter_scores, load_model_dir
     from submissions.predict import predict
 

@@ -116,7 +116,7 @@ def detect_format(path) -> ShardFormat:
 
 
 @functools.lru_cache(maxsize=8)
-def _parser(fmt: ShardFormat, max_frames: int):
+def batch_parser(fmt: ShardFormat, max_frames: int = MAX_FRAMES):
     """A tf.function that parses a batch of serialized records of format `fmt` into tensors.
 
     Built once per format (cached), so it is traced once rather than once per shard."""
@@ -224,7 +224,7 @@ def record_problem(raw: bytes, fmt: ShardFormat) -> str | None:
     return None
 
 
-def _to_batch(parsed: dict, first: int, fmt: ShardFormat) -> tuple[Batch, int | None]:
+def to_batch(parsed: dict, first: int, fmt: ShardFormat) -> tuple[Batch, int | None]:
     """Tensors to a Batch, and the index of the first video with a label out of range (None if none)."""
     ids = [i.decode("utf-8", "replace") for i in parsed["id"].numpy()]
     bad = None
@@ -254,7 +254,7 @@ def read_batches(path, fmt: ShardFormat | None = None, *, batch_size: int | None
     path = Path(path)
     fmt = fmt or detect_format(path)
     report = report if report is not None else ReadReport()
-    parse = _parser(fmt, max_frames)
+    parse = batch_parser(fmt, max_frames)
     size = batch_size or DEFAULT_BATCH[fmt.level]
     first, head = 0, _record_list(path, 0, size)
     more = _record_batches(path, size, size) if len(head[0]) == size and head[1] is None else []
@@ -319,7 +319,7 @@ def _checked_batches(path, records, first, fmt, parse, skip_corrupt, report) -> 
     if len(records) == 0:
         return
     try:
-        batch, bad = _to_batch(parse(records if tf.is_tensor(records) else tf.constant(records)), first, fmt)
+        batch, bad = to_batch(parse(records if tf.is_tensor(records) else tf.constant(records)), first, fmt)
     except (tf.errors.OpError, UnicodeDecodeError):  # TensorFlow's message can hold the record's raw bytes
         bad = -1
     if bad is None:

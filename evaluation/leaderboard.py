@@ -11,10 +11,10 @@ import json
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+from common.card import Card
 from common.errors import InputError
 from common.files import atomic_path, write_text_atomic
 from evaluation.score import run_and_split
-from models.card import Card
 
 COLUMNS = ["run", "model", "split", "GAP", "Hit@1", "PERR", "parameters", "size MB", "train s",
            "train videos/s", "inference videos/s", "Kaggle public", "Kaggle private", "note"]

@@ -1,48 +1,57 @@
-"""Shards -> feature store: each shard into a part (in parallel worker threads), then all parts copied in order.
+"""Shards -> feature store, streamed in shard order straight into the store's files.
 
-The store is byte for byte the same for any worker count or listing order: shards are sorted by name
-and each part depends only on its own shard. A run killed at any moment loses at most the shards in
-flight: finished parts stay in `<store>.parts/` until the store is complete, and the store itself is
-built under a temporary name and renamed at the end, so the old store stays until then. A re-run
-takes unchanged shards (same name, size, record count and fingerprint) from the old store or from
-finished parts and converts only the rest.
+Shards are sorted by name and their videos go into the store in that order, so the store is byte for
+byte the same for any worker count or listing order. The workers are tf.data threads that parse
+batches of records in parallel (results come back in order) while this thread writes them.
+
+While converting, `<store>.parts/` holds:
+  video.grow, frames.grow   the store's video.npy and frames.npy, growing (header space kept free)
+  <shard>.part              one shard's small arrays (ids, labels, frame offsets), written once its
+                            rows are in the .grow files
+Every frame is written once: at the end the .grow files get their .npy header and are renamed into
+the new store, which is itself built under a temporary name and renamed, so the old store stays until
+then. A run killed at any moment (kill -9) keeps the shards whose .part it wrote; a re-run truncates
+the .grow files after them and goes on. Shards unchanged since the old store (same name, size, record
+count and fingerprint) are copied from it instead of converted.
 """
 
-import contextlib
 import hashlib
+import io
 import json
 import mmap
 import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 from tqdm import tqdm
 
 from common.errors import InputError
 from common.files import atomic_path
 from data.formats import FEATURE_SIZE, MAX_FRAMES, ShardFormat
-from features.store import Manifest, Source, Store, StoreWriter, labels_dtype, npy_layout
+from features.store import Manifest, Source, Store, labels_dtype, npy_layout
 
-VIDEO_CHUNK = 4096  # videos copied per step when assembling the store
-FRAME_CHUNK = 1 << 15  # frame rows (36 MB) copied per step
+SMALL_ARRAYS = ("ids", "labels_indptr", "labels_indices", "frame_offsets")  # kept in .part files
+COPY_ROWS = 4096  # videos per step when copying small arrays out of an old store
 
 
 @dataclass
 class Part:
-    """What a converted shard's part holds (saved at the start of its .part file)."""
+    """One shard appended to the growing store: where its rows start and what it holds."""
 
     source: Source
     level: str
     version: int
     has_labels: bool
+    first_video: int  # its first row in video.grow
+    first_frame: int  # its first row in frames.grow (0 at video level)
     num_videos: int
-    num_labels: int  # length of its labels_indices
-    num_frames: int  # frame rows in its .frames file (0 at video level)
+    num_labels: int
+    num_frames: int  # 0 at video level
     id_width: int  # bytes of its longest id (at least 1)
     problems: list[str] = field(default_factory=list)
 
@@ -74,74 +83,26 @@ def describe(fmt: ShardFormat) -> str:
     return f"{fmt.level} level {fmt.version}" + ("" if fmt.has_labels else " without labels")
 
 
-def convert_shard(path, parts_dir, source: Source, fmt: ShardFormat, skip_corrupt: bool = False) -> Part:
-    """Convert one shard into parts_dir/<name>.part plus <name>.frames (streamed to disk batch by batch).
+# -- .part files ------------------------------------------------------------------------------------
 
-    The .part is renamed into place last, so its presence means the part is complete."""
-    from data.reader import ReadReport, read_batches
-
-    part_path, raw_path = part_paths(parts_dir, source.name)
-    part_path.unlink(missing_ok=True)  # an older part must never be paired with the frames written below
-    report = ReadReport()
-    ids, labels, videos, num_frames = [], [], [], []
-    with open(f"{raw_path}.tmp", "wb") if fmt.level == "frame" else nullcontext() as raw:
-        for batch in read_batches(path, fmt, skip_corrupt=skip_corrupt, report=report):
-            ids += batch.ids
-            labels += batch.labels
-            videos.append(batch.video)
-            if raw is not None:
-                num_frames.append(batch.num_frames)
-                batch.frames.tofile(raw)
-    if raw is not None:
-        os.replace(f"{raw_path}.tmp", raw_path)
-    encoded = [i.encode("utf-8") for i in ids]
-    counts = np.fromiter(map(len, labels), dtype=np.int64, count=len(labels))
-    arrays = {
-        "ids": np.array(encoded, dtype=f"S{max([len(i) for i in encoded] + [1])}"),
-        "labels_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        "labels_indices": (np.concatenate(labels) if labels else np.zeros(0)).astype(labels_dtype(fmt.num_classes)),
-        "video": np.concatenate(videos) if videos else np.zeros((0, FEATURE_SIZE), np.float32),
-    }
-    if raw is not None:
-        lengths = np.concatenate(num_frames) if num_frames else np.zeros(0, np.int64)
-        arrays["frame_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    source = Source(source.name, source.bytes, source.records, videos=len(ids), skipped=report.skipped,
-                    fingerprint=source.fingerprint)
-    part = Part(source, fmt.level, fmt.version, fmt.has_labels, len(ids), len(arrays["labels_indices"]),
-                int(arrays["frame_offsets"][-1]) if raw is not None else 0, _id_width(arrays["ids"]),
-                report.problems)
-    with open(f"{part_path}.tmp", "wb") as f:
-        _save_part(f, part, arrays)
-    os.replace(f"{part_path}.tmp", part_path)
-    return part
+def _part_path(parts_dir: Path, name: str) -> Path:
+    return parts_dir / f"{name}.part"
 
 
-def _id_width(ids: np.ndarray) -> int:
-    """Bytes of the longest of these fixed-width ids (at least 1)."""
-    return max(int(np.char.str_len(ids).max()) if len(ids) else 1, 1)
-
-
-PART_ARRAYS = ("ids", "labels_indptr", "frame_offsets", "labels_indices", "video")  # their order in a .part
-
-
-def _save_part(f, part: Part, arrays: dict[str, np.ndarray]) -> None:
+def _save_part(path: Path, part: Part, arrays: dict[str, np.ndarray]) -> None:
     """A .part file: the header's length (8 bytes), the header (JSON: the Part, each array's dtype and
-    shape), then the arrays' bytes one after another; read back with one read and no parsing per array."""
-    names = [n for n in PART_ARRAYS if n in arrays]
-    layout = {n: [arrays[n].dtype.str, list(arrays[n].shape)] for n in names}
+    shape), then the arrays' bytes one after another. Written under a .tmp name, then renamed."""
+    layout = {n: [a.dtype.str, list(a.shape)] for n, a in arrays.items()}
     header = json.dumps({"part": asdict(part), "arrays": layout}).encode()
-    f.write(len(header).to_bytes(8, "little") + header)
-    for name in names:
-        f.write(np.ascontiguousarray(arrays[name]).data)
-
-
-def part_paths(parts_dir, name: str) -> tuple[Path, Path]:
-    """The two files of a shard's part: its arrays saved one after another (.part), its frames (.frames)."""
-    return Path(parts_dir) / f"{name}.part", Path(parts_dir) / f"{name}.frames"
+    with open(f"{path}.tmp", "wb") as f:
+        f.write(len(header).to_bytes(8, "little") + header)
+        for array in arrays.values():
+            f.write(np.ascontiguousarray(array).data)
+    os.replace(f"{path}.tmp", path)
 
 
 def _load_part(path: Path, arrays: bool = True) -> tuple[Part, dict[str, np.ndarray]]:
-    """The Part of a .part file and (when `arrays`) its arrays, all of them."""
+    """The Part of a .part file and (when `arrays`) its arrays."""
     with open(path, "rb") as f:
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
         data = header["part"]
@@ -159,116 +120,265 @@ def _load_part(path: Path, arrays: bool = True) -> tuple[Part, dict[str, np.ndar
     return part, out
 
 
-def read_part(parts_dir: Path, name: str) -> Part | None:
-    """The Part of a finished part file, or None if there is none (or it is unreadable)."""
+def _read_part(path: Path) -> Part | None:
+    """The Part of a finished .part file, or None if there is none (or it is unreadable)."""
     try:
-        return _load_part(part_paths(parts_dir, name)[0], arrays=False)[0]
+        return _load_part(path, arrays=False)[0]
     except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
-class Segment:
-    """Videos [start, stop) of one shard, as held by an old store or a part, to copy into the new store."""
+# -- the growing .npy files -------------------------------------------------------------------------
 
-    def __init__(self, start: int, stop: int, fmt: ShardFormat, source: Source):
-        self.start, self.stop, self.format, self.source = start, stop, fmt, source
-        indptr = self.read("labels_indptr", start, stop + 1)
-        self.labels = int(indptr[0]), int(indptr[-1])
-        self.frames = (0, 0)
-        if fmt.level == "frame":
-            offsets = self.read("frame_offsets", start, stop + 1)
-            self.frames = int(offsets[0]), int(offsets[-1])
-        self.id_width = _id_width(self.read("ids", start, stop))
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def read(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) of one array (ids, labels_indptr, labels_indices, video, frame_offsets)."""
-        raise NotImplementedError
-
-    def frames_file(self) -> tuple[Path, int]:
-        """The file holding this shard's frame rows end to end, and the byte offset of frame row 0."""
-        raise NotImplementedError
-
-    def copy_into(self, writer: StoreWriter, progress) -> None:
-        """Append this segment's videos, then its frames, to `writer` in bounded chunks."""
-        for a in range(self.start, self.stop, VIDEO_CHUNK):
-            b = min(a + VIDEO_CHUNK, self.stop)
-            indptr = self.read("labels_indptr", a, b + 1)
-            frames = None
-            if self.format.level == "frame":
-                frames = np.diff(self.read("frame_offsets", a, b + 1))
-            writer.append_videos(self.read("ids", a, b), np.diff(indptr),
-                                 self.read("labels_indices", int(indptr[0]), int(indptr[-1])),
-                                 self.read("video", a, b), frames)
-            progress.update((b - a) * FEATURE_SIZE * 4)
-        path, offset = self.frames_file() if self.frames[1] > self.frames[0] else (None, 0)
-        for a in range(self.frames[0], self.frames[1], FRAME_CHUNK):
-            b = min(a + FRAME_CHUNK, self.frames[1])
-            writer.append_frames_from(path, offset + a * FEATURE_SIZE, b - a)
-            progress.update((b - a) * FEATURE_SIZE)
+def _npy_header(dtype, shape) -> bytes:
+    """The .npy (version 1.0) header numpy writes for this dtype and shape. Its length does not depend
+    on the number of rows (numpy pads it for an array that grows), so it can be written last."""
+    out = io.BytesIO()
+    npy.write_array_header_1_0(out, {"descr": npy.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                                     "shape": tuple(shape)})
+    return out.getvalue()
 
 
-def _read_rows(path: Path, dtype: np.dtype, row_shape: tuple, offset: int, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop) of an array stored row after row from byte `offset` of `path` (a plain read)."""
-    row = int(np.prod(row_shape, dtype=np.int64))
-    count = (stop - start) * row
-    data = np.fromfile(path, dtype=dtype, count=count, offset=offset + start * row * dtype.itemsize)
-    if len(data) != count:
-        raise InputError(path, f"truncated: rows {start}..{stop} missing")
-    return data.reshape((stop - start, *row_shape))
+class Growing:
+    """video.npy (float32) and, at frame level, frames.npy (uint8) as they grow in the parts folder."""
+
+    def __init__(self, parts_dir: Path, level: str):
+        self.dtypes = {"video": np.dtype(np.float32)}
+        if level == "frame":
+            self.dtypes["frames"] = np.dtype(np.uint8)
+        self.paths = {n: parts_dir / f"{n}.grow" for n in self.dtypes}
+        self.header = {n: len(_npy_header(d, (0, FEATURE_SIZE))) for n, d in self.dtypes.items()}
+        self.files = {}
+
+    def row_bytes(self, name: str) -> int:
+        return FEATURE_SIZE * self.dtypes[name].itemsize
+
+    def rows_on_disk(self, name: str) -> int:
+        """Whole rows the file holds now (-1 if it is missing)."""
+        path = self.paths[name]
+        return (path.stat().st_size - self.header[name]) // self.row_bytes(name) if path.exists() else -1
+
+    def open_at(self, rows: dict[str, int]) -> None:
+        """Open the files for appending after `rows` rows each (truncating what lies beyond)."""
+        for name, path in self.paths.items():
+            handle = open(path, "r+b" if path.exists() else "w+b")
+            self.files[name] = handle
+            self.truncate(name, rows[name])
+
+    def truncate(self, name: str, rows: int) -> None:
+        handle = self.files[name]
+        handle.flush()
+        end = self.header[name] + rows * self.row_bytes(name)
+        handle.truncate(end)
+        handle.seek(end)
+
+    def append(self, name: str, array: np.ndarray) -> None:
+        np.ascontiguousarray(array, dtype=self.dtypes[name]).tofile(self.files[name])
+
+    def copy(self, name: str, source: Path, offset: int, rows: int) -> None:
+        """Append `rows` rows that lie from byte `offset` of another file (copied inside the kernel)."""
+        target = self.files[name]
+        target.flush()
+        count = rows * self.row_bytes(name)
+        with open(source, "rb") as src:
+            if _copy_range(src, target, offset, count) != count:
+                raise InputError(source, f"truncated: {rows} rows from byte {offset} promised, file ends sooner")
+
+    def flush(self) -> None:
+        for handle in self.files.values():
+            handle.flush()
+
+    def publish(self, folder: Path, rows: dict[str, int]) -> None:
+        """Write each file's .npy header for its final row count and move it into `folder` as <name>.npy."""
+        for name, handle in self.files.items():
+            handle.flush()
+            if handle.tell() != self.header[name] + rows[name] * self.row_bytes(name):
+                raise RuntimeError(f"{self.paths[name]}: size does not match {rows[name]} rows")
+            header = _npy_header(self.dtypes[name], (rows[name], FEATURE_SIZE))
+            assert len(header) == self.header[name]
+            handle.seek(0)
+            handle.write(header)
+            handle.close()
+            os.replace(self.paths[name], folder / f"{name}.npy")
+        self.files = {}
+
+    def close(self) -> None:
+        for handle in self.files.values():
+            handle.close()
+        self.files = {}
 
 
-class StoreSegment(Segment):
-    """A shard's videos inside an existing store, read with plain file reads (no memmap, bounded memory)."""
+def _copy_range(source, target, offset: int, count: int) -> int:
+    """Copy up to `count` bytes from byte `offset` of `source` to the position of `target`; bytes copied.
 
-    def __init__(self, folder, start: int, stop: int, fmt: ShardFormat, source: Source):
-        self.folder = Path(folder)
-        self._layouts = {}
-        super().__init__(start, stop, fmt, source)
+    os.copy_file_range keeps the data inside the kernel; where the file system refuses it, plain reads
+    and writes do the same."""
+    position, done = target.tell(), 0
+    try:
+        while done < count:
+            step = os.copy_file_range(source.fileno(), target.fileno(), count - done, offset + done, position + done)
+            if step == 0:
+                break
+            done += step
+    except (AttributeError, OSError):  # not Linux, or not between these files
+        source.seek(offset + done)
+        target.seek(position + done)
+        while done < count:
+            chunk = source.read(min(count - done, 1 << 24))
+            if not chunk:
+                break
+            target.write(chunk)
+            done += len(chunk)
+    target.seek(position + done)
+    return done
 
-    def _layout(self, file: str):
-        if file not in self._layouts:
-            self._layouts[file] = npy_layout(self.folder / file)
-        return self._layouts[file]
 
-    def read(self, name, start, stop):
-        shape, dtype, offset = self._layout(f"{name}.npy")
-        return _read_rows(self.folder / f"{name}.npy", dtype, shape[1:], offset, start, stop)
+# -- appending shards in order ----------------------------------------------------------------------
 
-    def frames_file(self):
-        return self.folder / "frames.npy", self._layout("frames.npy")[2]
+def _id_width(ids: np.ndarray) -> int:
+    """Bytes of the longest of these fixed-width ids (at least 1)."""
+    return max(int(np.char.str_len(ids).max()) if len(ids) else 1, 1)
 
 
-class PartSegment(Segment):
-    """A converted shard's part: arrays from its .part file (one shard's worth), frames from its .frames."""
+class StoreStream:
+    """Appends shards, in store order, to the growing store in `parts_dir`: one shard open at a time."""
 
-    def __init__(self, parts_dir, part: Part):  # what Segment.__init__ reads, the Part already says
-        self.part_path, self.frames_path = part_paths(parts_dir, part.source.name)
-        self._arrays = None
-        self.start, self.stop, self.format, self.source = 0, part.num_videos, part.format, part.source
-        self.labels, self.frames, self.id_width = (0, part.num_labels), (0, part.num_frames), part.id_width
+    def __init__(self, parts_dir: Path, fmt: ShardFormat, done: list[Part], bar):
+        self.parts_dir, self.format, self.parts, self.bar = parts_dir, fmt, list(done), bar
+        self.grow = Growing(parts_dir, fmt.level)
+        self.rows = {"video": sum(p.num_videos for p in done), "frames": sum(p.num_frames for p in done)}
+        self.grow.open_at(self.rows)
+        self.source = None
 
-    def read(self, name, start, stop):
-        if self._arrays is None or name not in self._arrays:
-            self._arrays = _load_part(self.part_path)[1]
-        return self._arrays[name][start:stop]
+    def begin(self, source: Source) -> None:
+        self.source, self.start = source, dict(self.rows)
+        self.ids, self.labels, self.num_frames, self.counted = [], [], [], 0
 
-    def frames_file(self):
-        return self.frames_path, 0
+    def add(self, batch) -> None:
+        """Append a Batch (data.reader) of the open shard."""
+        self.grow.append("video", batch.video)
+        self.rows["video"] += len(batch.ids)
+        if batch.frames is not None:
+            self.grow.append("frames", batch.frames)
+            self.rows["frames"] += len(batch.frames)
+            self.num_frames.append(batch.num_frames)
+        self.ids += batch.ids
+        self.labels += batch.labels
+        step = self.source.bytes * len(batch.ids) // max(self.source.records, 1)
+        self.counted += step
+        self.bar.update(step)
 
-    def copy_into(self, writer, progress):
+    def rewind(self) -> None:
+        """Forget what the open shard appended (to convert it again from its start)."""
+        for name, rows in self.start.items():
+            if name in self.grow.files:
+                self.grow.truncate(name, rows)
+        self.rows = dict(self.start)
+        self.bar.update(-self.counted)
+        self.begin(self.source)
+
+    def end(self, report) -> None:
+        """Close the open shard: its rows are on disk, so its .part can say they are there."""
+        self.bar.update(self.source.bytes - self.counted)
+        encoded = [i.encode("utf-8") for i in self.ids]
+        counts = np.fromiter(map(len, self.labels), dtype=np.int64, count=len(self.labels))
+        arrays = {
+            "ids": np.array(encoded, dtype=f"S{max([len(i) for i in encoded] + [1])}"),
+            "labels_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "labels_indices": (np.concatenate(self.labels) if self.labels else np.zeros(0)).astype(
+                labels_dtype(self.format.num_classes)),
+        }
+        if self.format.level == "frame":
+            lengths = np.concatenate(self.num_frames) if self.num_frames else np.zeros(0, np.int64)
+            arrays["frame_offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        source = Source(self.source.name, self.source.bytes, self.source.records, videos=len(self.ids),
+                        skipped=report.skipped, fingerprint=self.source.fingerprint)
+        self._finish_part(source, arrays, report.problems)
+
+    def copy_from_store(self, old: Store, start: int, stop: int, source: Source) -> None:
+        """Append videos [start, stop) of an old store (one unchanged shard) without converting them."""
+        self.begin(source)
+        arrays = {"ids": np.array(old.ids[start:stop])}
+        indptr = np.asarray(old.labels_indptr[start:stop + 1])
+        arrays["labels_indptr"] = indptr - indptr[0]
+        arrays["labels_indices"] = np.array(old.labels_indices[indptr[0]:indptr[-1]])
+        _, _, offset = npy_layout(old.path / "video.npy")
+        self.grow.copy("video", old.path / "video.npy", offset + start * self.grow.row_bytes("video"), stop - start)
+        self.rows["video"] += stop - start
+        if self.format.level == "frame":
+            offsets = np.asarray(old.frame_offsets[start:stop + 1])
+            arrays["frame_offsets"] = offsets - offsets[0]
+            _, _, offset = npy_layout(old.path / "frames.npy")
+            rows = int(offsets[-1] - offsets[0])
+            self.grow.copy("frames", old.path / "frames.npy", offset + int(offsets[0]) * FEATURE_SIZE, rows)
+            self.rows["frames"] += rows
+        self._finish_part(source, arrays, [])
+
+    def _finish_part(self, source: Source, arrays: dict, problems: list[str]) -> None:
+        self.grow.flush()  # rows first, then the .part that vouches for them
+        fmt = self.format
+        part = Part(source, fmt.level, fmt.version, fmt.has_labels, self.start["video"], self.start["frames"],
+                    len(arrays["ids"]), len(arrays["labels_indices"]),
+                    int(arrays["frame_offsets"][-1]) if "frame_offsets" in arrays else 0,
+                    _id_width(arrays["ids"]), problems)
+        _save_part(_part_path(self.parts_dir, source.name), part, arrays)
+        self.parts.append(part)
+        self.source = None
+
+    def publish(self, out: Path) -> Manifest:
+        """Turn the parts into the store at `out` (atomically): small arrays gathered, .grow files moved."""
+        parts, fmt = self.parts, self.format
+        manifest = Manifest(
+            level=fmt.level, version=fmt.version, num_videos=self.rows["video"],
+            num_labels=sum(p.num_labels for p in parts),
+            num_frames=self.rows["frames"] if fmt.level == "frame" else None,
+            max_frames=MAX_FRAMES if fmt.level == "frame" else None,
+            id_width=max(p.id_width for p in parts), num_classes=fmt.num_classes, has_labels=fmt.has_labels,
+            sources=[p.source for p in parts])
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            self._write_small_arrays(tmp, manifest)
+            self.grow.publish(tmp, self.rows)
+            manifest.save(tmp)
+            Store(tmp)  # refuse to publish a store that does not open
+        return manifest
+
+    def _write_small_arrays(self, folder: Path, m: Manifest) -> None:
+        names = [n for n in SMALL_ARRAYS if n != "frame_offsets" or m.level == "frame"]
+        dtypes = {"ids": np.dtype(f"S{m.id_width}"), "labels_indptr": np.dtype(np.int64),
+                  "labels_indices": labels_dtype(m.num_classes), "frame_offsets": np.dtype(np.int64)}
+        shapes = {"ids": (m.num_videos,), "labels_indptr": (m.num_videos + 1,), "labels_indices": (m.num_labels,),
+                  "frame_offsets": (m.num_videos + 1,)}
+        files = {}
         try:
-            super().copy_into(writer, progress)
+            for name in names:
+                files[name] = open(folder / f"{name}.npy", "wb")
+                files[name].write(_npy_header(dtypes[name], shapes[name]))
+            base = {"labels_indptr": 0, "frame_offsets": 0}
+            for name in base:
+                if name in files:
+                    np.zeros(1, np.int64).tofile(files[name])
+            for part in self.parts:
+                arrays = _load_part(_part_path(self.parts_dir, part.source.name))[1]
+                for name in names:
+                    values = arrays[name]
+                    if name in base:  # offsets within the shard -> offsets within the store
+                        values, base[name] = values[1:] + base[name], base[name] + int(values[-1])
+                    values.astype(dtypes[name]).tofile(files[name])
         finally:
-            self._arrays = None  # hold one part's arrays at a time
+            for handle in files.values():
+                handle.close()
+
+    def close(self) -> None:
+        self.grow.close()
 
 
 # -- the conversion ---------------------------------------------------------------------------------
 
 def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = False, log=print) -> Manifest:
-    """Convert shards (a folder, a glob, or a list of paths) into the store `out`; return its manifest."""
+    """Convert shards (a folder, a glob, or a list of paths) into the store `out`; return its manifest.
+
+    `workers`: threads parsing records (default: the number of cores)."""
     from data.reader import detect_format, list_shards
 
     paths = list_shards(shards) if isinstance(shards, str | Path) else [Path(p) for p in shards]
@@ -284,28 +394,116 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
         shutil.rmtree(parts_dir, ignore_errors=True)  # left if a run was killed right after its rename
         return old.manifest
 
-    segments = _reusable(old, parts_dir, sources, skip_corrupt)
-    todo = [(p, s) for p, s in zip(paths, sources, strict=True) if s.name not in segments]
     started = time.time()
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
-    with _workers(workers) as (map_all, map_unordered):
-        formats = map_all(detect_format, [p for p, _ in todo])
-        format_of = {name: seg.format for name, seg in segments.items()}
-        format_of.update((s.name, f) for (_, s), f in zip(todo, formats, strict=True))
-        _check_one_format(paths, [format_of[s.name] for s in sources])
-        if todo:
-            parts_dir.mkdir(parents=True, exist_ok=True)
-        jobs = [(p, parts_dir, s, format_of[s.name], skip_corrupt) for p, s in todo]
-        for part in _convert_parts(jobs, map_unordered):
-            segments[part.source.name] = PartSegment(parts_dir, part)
-    ordered = [segments[s.name] for s in sources]
-    manifest = _assemble(out, ordered)
+    in_old = _in_old_store(old, sources, skip_corrupt)
+    old_format = old and ShardFormat(old.manifest.level, old.manifest.version, old.manifest.has_labels)
+    done = _finished_parts(parts_dir, sources, skip_corrupt)
+    formats = [p.format for p in done] + [
+        old_format if s.name in in_old else detect_format(p)
+        for p, s in zip(paths[len(done):], sources[len(done):], strict=True)]
+    _check_one_format(paths, formats)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(p, s) for p, s in zip(paths[len(done):], sources[len(done):], strict=True) if s.name not in in_old]
+    workers = max(1, workers or os.cpu_count() or 1)
+    bar = tqdm(total=sum(s.bytes for _, s in todo), unit="B", unit_scale=True, desc="converting",
+               dynamic_ncols=True, disable=not todo)
+    stream = StoreStream(parts_dir, formats[0], done, bar)
+    try:
+        with bar:
+            rest = list(zip(paths[len(done):], sources[len(done):], strict=True))
+            while rest:
+                run = _leading_run(rest, in_old)
+                if run:
+                    _convert_run(run, stream, workers, skip_corrupt)
+                else:
+                    run = [rest[0]]
+                    stream.copy_from_store(old, *in_old[rest[0][1].name])
+                rest = rest[len(run):]
+                bar.set_postfix_str(f"{len(stream.parts)}/{len(sources)} shards, {stream.rows['video']:,} videos",
+                                    refresh=False)
+        manifest = stream.publish(out)
+    finally:
+        stream.close()
     shutil.rmtree(parts_dir, ignore_errors=True)
     skipped = sum(s.skipped for s in manifest.sources)
     log(f"{out}: {manifest.num_videos:,} videos from {len(sources)} shards "
         f"({len(todo)} converted, {len(sources) - len(todo)} reused) in {time.time() - started:.1f} s"
         + (f"; {skipped} bad records skipped" if skipped else ""))
     return manifest
+
+
+def _leading_run(rest: list, in_old: dict) -> list:
+    """The shards at the head of `rest` that must be converted (none if the first is in the old store)."""
+    run = []
+    for path, source in rest:
+        if source.name in in_old:
+            break
+        run.append((path, source))
+    return run
+
+
+def _convert_run(run: list, stream: StoreStream, workers: int, skip_corrupt: bool) -> None:
+    """Convert consecutive shards with tf.data's parallel parsing; a shard where anything goes wrong is
+    converted again, alone, by data.reader.read_batches, which names the bad record (or skips it)."""
+    import tensorflow as tf
+
+    from data.reader import ReadReport, read_batches, to_batch
+
+    fmt = stream.format
+    first = 0  # the run's first shard not yet appended
+    while first < len(run):
+        current = first
+        stream.begin(run[current][1])
+        videos = 0  # of the open shard so far
+        try:
+            for index, parsed in _parsed_batches([p for p, _ in run[first:]], fmt, workers):
+                while first + index > current:  # the open shard is complete
+                    stream.end(ReadReport())
+                    current += 1
+                    stream.begin(run[current][1])
+                    videos = 0
+                batch, bad = to_batch(parsed, videos, fmt)
+                if bad is not None:
+                    raise _Retry
+                stream.add(batch)
+                videos += len(batch.ids)
+            stream.end(ReadReport())
+            for _, source in run[current + 1:]:  # shards with no records at all
+                stream.begin(source)
+                stream.end(ReadReport())
+            return
+        except (tf.errors.OpError, UnicodeDecodeError, _Retry):
+            stream.rewind()
+            path = run[current][0]
+            report = ReadReport()
+            for batch in read_batches(path, fmt, skip_corrupt=skip_corrupt, report=report):
+                stream.add(batch)
+            for problem in report.problems:
+                tqdm.write(f"skipped: {problem}")
+            stream.end(report)
+            first = current + 1
+
+
+class _Retry(Exception):
+    """The fast path met something it does not diagnose (a label out of range): use the precise reader."""
+
+
+def _parsed_batches(paths: list[Path], fmt: ShardFormat, workers: int):
+    """(index of the shard in `paths`, parsed batch) for every batch of records of the shards, in order;
+    `workers` batches are parsed at the same time."""
+    import tensorflow as tf
+
+    from data.reader import DEFAULT_BATCH, batch_parser
+
+    parse, size = batch_parser(fmt), DEFAULT_BATCH[fmt.level]
+
+    def shard(index, path):
+        return tf.data.TFRecordDataset(path, buffer_size=8 << 20).batch(size).map(lambda raw: (index, raw))
+
+    names = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), [str(p) for p in paths]))
+    batches = names.flat_map(shard).map(lambda index, raw: (index, parse(raw)), num_parallel_calls=workers)
+    for index, parsed in batches.prefetch(workers):
+        yield int(index), parsed
 
 
 def _sorted_unique(paths: list[Path]) -> list[Path]:
@@ -349,30 +547,49 @@ def _up_to_date(manifest: Manifest, sources: list[Source], skip_corrupt: bool) -
             and manifest.max_frames in (None, MAX_FRAMES) and manifest.version is not None)
 
 
-def _reusable(old: Store | None, parts_dir: Path, sources: list[Source], skip_corrupt: bool) -> dict:
-    """Shard name -> Segment for shards unchanged since the old store or a finished part."""
-    current = {s.name: s for s in sources}
-    found = {}
+def _usable(previous: Source, now: Source, skip_corrupt: bool) -> bool:
+    """Whether what was converted from `previous` can stand for the shard `now`."""
+    return previous.same_file(now) and (skip_corrupt or previous.skipped == 0)
 
-    def usable(previous: Source) -> bool:
-        now = current.get(previous.name)
-        return now is not None and previous.same_file(now) and (skip_corrupt or previous.skipped == 0)
 
+def _in_old_store(old: Store | None, sources: list[Source], skip_corrupt: bool) -> dict[str, tuple]:
+    """Shard name -> (start, stop, source): its videos in the old store, for shards unchanged since then."""
     m = old.manifest if old is not None else None
-    if m and m.version and m.max_frames in (None, MAX_FRAMES) and m.num_videos == sum(
-            s.videos or 0 for s in m.sources):
-        fmt = ShardFormat(m.level, m.version, m.has_labels)
-        start = 0
-        for source in m.sources:
-            stop = start + source.videos
-            if usable(source):
-                found[source.name] = StoreSegment(old.path, start, stop, fmt, source)
-            start = stop
-    for name in sorted(set(current) - set(found)):
-        part = read_part(parts_dir, name)
-        if part is not None and usable(part.source):
-            found[name] = PartSegment(parts_dir, part)
+    if not (m and m.version and m.max_frames in (None, MAX_FRAMES)
+            and m.num_videos == sum(s.videos or 0 for s in m.sources)):
+        return {}
+    current = {s.name: s for s in sources}
+    found, start = {}, 0
+    for source in m.sources:
+        stop = start + source.videos
+        if source.name in current and _usable(source, current[source.name], skip_corrupt):
+            found[source.name] = (start, stop, source)
+        start = stop
     return found
+
+
+def _finished_parts(parts_dir: Path, sources: list[Source], skip_corrupt: bool) -> list[Part]:
+    """The parts a killed run finished for the first shards of this run, in order, with their rows still
+    in the .grow files. Every other .part is deleted, so only parts written after their rows remain."""
+    done = []
+    rows = {"video": 0, "frames": 0}
+    for source in sources:
+        part = _read_part(_part_path(parts_dir, source.name))
+        if (part is None or not _usable(part.source, source, skip_corrupt)
+                or (part.first_video, part.first_frame) != (rows["video"], rows["frames"])
+                or (done and part.format != done[0].format)):
+            break
+        done.append(part)
+        rows = {"video": rows["video"] + part.num_videos, "frames": rows["frames"] + part.num_frames}
+    if done:
+        grow = Growing(parts_dir, done[0].level)
+        if any(grow.rows_on_disk(name) < rows[name] for name in grow.paths):
+            done = []
+    keep = {_part_path(parts_dir, p.source.name) for p in done}
+    for path in parts_dir.glob("*.part"):
+        if path not in keep:
+            path.unlink()
+    return done
 
 
 def _check_one_format(paths: list[Path], formats: list[ShardFormat]) -> None:
@@ -381,72 +598,3 @@ def _check_one_format(paths: list[Path], formats: list[ShardFormat]) -> None:
         if fmt != formats[0]:
             raise InputError(path, f"is {describe(fmt)} but {paths[0].name} is {describe(formats[0])}: "
                                    "convert one level and version at a time")
-
-
-def _convert_job(job: tuple) -> Part:
-    return convert_shard(*job)
-
-
-@contextlib.contextmanager
-def _workers(count: int):
-    """(map, map_unordered) over `count` threads, or in this thread when count is 1.
-
-    Threads rather than processes: TensorFlow's record reading and parsing, numpy's sums and file writes
-    release the GIL, and a thread starts at once where a process would first import TensorFlow."""
-    if count <= 1:
-        yield (lambda f, xs: list(map(f, xs))), map
-        return
-    pool = ThreadPoolExecutor(count, thread_name_prefix="convert")
-    try:
-        yield (lambda f, xs: list(pool.map(f, xs))), (
-            lambda f, xs: (job.result() for job in as_completed([pool.submit(f, x) for x in xs])))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on an error: finish the shards in flight, start no more
-
-
-def _convert_parts(jobs: list, map_unordered):
-    """Run the convert_shard jobs, yielding each Part as it finishes, with a progress bar."""
-    if not jobs:
-        return
-    bar = tqdm(total=sum(job[2].bytes for job in jobs), unit="B", unit_scale=True, desc="converting",
-               dynamic_ncols=True)
-    videos = 0
-    with bar:
-        for done, result in enumerate(map_unordered(_convert_job, jobs), 1):
-            part = result
-            videos += part.num_videos
-            bar.set_postfix_str(f"{done}/{len(jobs)} shards, {videos:,} videos", refresh=False)
-            bar.update(part.source.bytes)
-            for problem in part.problems:
-                tqdm.write(f"skipped: {problem}")
-            yield part
-
-
-def _assemble(out: Path, segments: list[Segment]) -> Manifest:
-    """Concatenate the segments, in order, into a new store at `out` (atomically)."""
-    first = segments[0].format
-    frame = first.level == "frame"
-    manifest = Manifest(
-        level=first.level,
-        version=first.version,
-        num_videos=sum(len(s) for s in segments),
-        num_labels=sum(s.labels[1] - s.labels[0] for s in segments),
-        num_frames=sum(s.frames[1] - s.frames[0] for s in segments) if frame else None,
-        max_frames=MAX_FRAMES if frame else None,
-        id_width=max(s.id_width for s in segments),
-        num_classes=first.num_classes,
-        has_labels=first.has_labels,
-        sources=[s.source for s in segments],
-    )
-    total = manifest.num_videos * FEATURE_SIZE * 4 + (manifest.num_frames or 0) * FEATURE_SIZE
-    with atomic_path(out) as tmp:
-        writer = StoreWriter(tmp, manifest)
-        try:
-            with tqdm(total=total, unit="B", unit_scale=True, desc="writing store") as bar:
-                for segment in segments:
-                    segment.copy_into(writer, bar)
-            writer.finish()
-        finally:
-            writer.close()
-        Store(tmp)  # refuse to publish a store that does not open
-    return manifest

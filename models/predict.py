@@ -6,8 +6,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from common.card import Card
 from common.errors import InputError
-from models.card import Card
 from models.data import model_inputs, ordered_batches
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from common.card import Card
 from common.errors import InputError
 from common.files import atomic_path, write_json_atomic, write_text_atomic
 from evaluation.metrics import Accumulator
 from features.store import Store
 from models import zoo
-from models.card import Card
 from models.data import StoreBatches, model_inputs, ordered_batches
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_gap", "val_hit_at_one", "val_perr", "lr", "seconds")

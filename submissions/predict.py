@@ -89,8 +89,8 @@ def predict(model_dir, store_dir, out_csv, *, k: int = 20, batch_size: int = 256
         print(f"{out_csv}: up to date")
         return Prediction(out_csv, 0, 0.0, None, skipped=True)
 
+    from common.card import Card
     from features.store import Store
-    from models.card import Card
     from models.predict import load_model_dir
 
     store = Store(store_dir)

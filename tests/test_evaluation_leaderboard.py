@@ -5,11 +5,11 @@ import json
 
 import pytest
 
+from common.card import Card
 from common.cli import run
 from common.errors import InputError
 from evaluation.__main__ import main
 from evaluation.leaderboard import PUBLISHED_NOTE, gather, markdown, write_leaderboard
-from models.card import Card
 
 
 def card(run_name, model, gap, inference=None):

@@ -266,3 +266,46 @@ def test_store_caught_mid_rename_is_restored_and_other_folders_are_kept(tmp_path
     with pytest.raises(InputError, match="notes: exists and is not a feature store"):
         convert(shards, notes, workers=1, log=log_to([]))
     assert (notes / "keep.txt").read_text() == "mine"
+
+
+def test_bad_shard_between_good_ones_is_read_record_by_record(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        write_shard(shards / f"{name}.tfrecord", random_videos(seed, 5, "frame", max_len=20), FRAME_2018)
+    data = (shards / "b.tfrecord").read_bytes()
+    (shards / "b.tfrecord").write_bytes(data[:-300])  # its last record is cut
+    convert(shards, tmp_path / "store", workers=2, skip_corrupt=True, log=log_to([]))
+    store = Store(tmp_path / "store")
+    expected = [v for name in "abc" for v in read_shard(shards / f"{name}.tfrecord", skip_corrupt=True)]
+    assert store.id_strings() == [v.id for v in expected] and len(expected) == 14
+    for i, video in enumerate(expected):
+        batch, lengths = store.frames([i])
+        np.testing.assert_array_equal(batch[0, :lengths[0]], np.concatenate([video.rgb, video.audio], 1))
+    assert [s.skipped for s in store.manifest.sources] == [0, 1, 0]
+
+
+def test_run_stopped_before_publishing_resumes_after_a_shard_is_removed(tmp_path, monkeypatch):
+    from features import convert as module
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        write_shard(shards / f"{name}.tfrecord", random_videos(seed, 4, "frame", max_len=20), FRAME_2018)
+    out = tmp_path / "store"
+
+    def stop(self, out):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module.StoreStream, "publish", stop)
+        with pytest.raises(KeyboardInterrupt):
+            convert(shards, out, workers=1, log=log_to([]))
+    assert sorted(p.name for p in (tmp_path / "store.parts").iterdir()) == [
+        "a.tfrecord.part", "b.tfrecord.part", "c.tfrecord.part", "frames.grow", "video.grow"]
+    (shards / "b.tfrecord").unlink()  # c's rows now follow a's: c must be converted again
+    lines = []
+    convert(shards, out, workers=1, log=log_to(lines))
+    assert "(1 converted, 1 reused)" in lines[-1]
+    convert(shards, tmp_path / "fresh", workers=1, log=log_to([]))
+    assert store_bytes(out) == store_bytes(tmp_path / "fresh")

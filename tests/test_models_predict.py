@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from common.card import Card
 from common.errors import InputError
 from features.store import Store
 from models import zoo
-from models.card import Card
 from models.predict import iter_scores, load_model_dir
 from tests.test_models_train import CLASSES, make_store
 

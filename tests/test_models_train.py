@@ -11,13 +11,13 @@ import pytest
 
 import models  # noqa: F401  (registers the custom layers for load_model)
 from common import cli
+from common.card import Card
 from common.errors import InputError
 from data.formats import FEATURE_SIZE
 from evaluation.metrics import Accumulator
 from features.store import Store, create_store
 from models import zoo
 from models.__main__ import main as models_main
-from models.card import Card
 from models.predict import iter_scores, load_model_dir
 from models.train import HISTORY_COLUMNS, TrainOptions, train
 from tests.conftest import REPO

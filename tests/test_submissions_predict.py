@@ -18,8 +18,8 @@ def save_model(folder, name, config, level, frames=None):
     """A real (untrained, seeded) Keras model of the zoo with its card, as `models train` leaves them."""
     import keras
 
+    from common.card import Card
     from models import zoo
-    from models.card import Card
 
     keras.utils.set_random_seed(1)
     model = zoo.build(name, CLASSES, config)
@@ -92,7 +92,7 @@ def test_frame_level_model_and_top_k_option(setup):
 
 
 def test_rate_goes_into_the_card_and_nothing_else_changes(setup):
-    from models.card import Card
+    from common.card import Card
 
     root, store, _ = setup
     before = Card.load(root / "logistic")

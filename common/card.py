@@ -1,4 +1,6 @@
-"""The model card: what a trained model is, how it was trained and how well it did (card.json)."""
+"""The model card (card.json): what a trained model is, how it was trained and how well it did.
+
+It lives outside `models` so that reading a card (the leaderboard does) does not import Keras."""
 
 import dataclasses
 import datetime

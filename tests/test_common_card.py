@@ -1,11 +1,11 @@
-"""models.card: card.json round trips and refuses broken cards with the file's name."""
+"""common.card: card.json round trips and refuses broken cards with the file's name."""
 
 import json
 
 import pytest
 
+from common.card import Card
 from common.errors import InputError
-from models.card import Card
 
 
 def example_card(**changes) -> Card:
