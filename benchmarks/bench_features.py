@@ -219,8 +219,9 @@ def main(argv=None) -> None:
     body = "\n".join([
         "Conversion throughput beside a raw `tf.data` read + parse of the same shards in the same run "
         "(ratio = raw seconds / conversion seconds; 1.00 or more means conversion keeps up with reading). "
-        "Conversion seconds include scanning the shards, writing each shard's part and assembling the store; "
-        "workers are threads in one process. Both sides were warmed up on one shard first (untimed). "
+        "Conversion seconds include scanning the shards, detecting their format, writing the store's files and "
+        "publishing the store; workers are tf.data threads parsing batches of records. "
+        "Both sides were warmed up on one shard first (untimed). "
         f"Load average when the run started: {load:.1f} on {os.cpu_count()} cores.",
         "",
         "| shards | what | videos | seconds | videos/s | MB/s of shards | ratio to raw read |",

@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     convert.add_argument("--shards", required=True, help="folder of .tfrecord shards, or a glob (quoted)")
     convert.add_argument("--out", required=True, help="store folder to write (replaced only when complete)")
     convert.add_argument("--workers", type=_positive, default=None,
-                         help="threads converting shards in parallel (default: number of cores)")
+                         help="threads parsing records in parallel (default: number of cores)")
     convert.add_argument("--skip-corrupt", action="store_true",
                          help="skip bad records (each reported) instead of stopping at the first")
 
