@@ -243,8 +243,8 @@ def _id_width(ids: np.ndarray) -> int:
 class StoreStream:
     """Appends shards, in store order, to the growing store in `parts_dir`: one shard open at a time."""
 
-    def __init__(self, parts_dir: Path, fmt: ShardFormat, done: list[Part], bar):
-        self.parts_dir, self.format, self.parts, self.bar = parts_dir, fmt, list(done), bar
+    def __init__(self, parts_dir: Path, fmt: ShardFormat, done: list[Part], bar, shards: int):
+        self.parts_dir, self.format, self.parts, self.bar, self.shards = parts_dir, fmt, list(done), bar, shards
         self.grow = Growing(parts_dir, fmt.level)
         self.rows = {"video": sum(p.num_videos for p in done), "frames": sum(p.num_frames for p in done)}
         self.grow.open_at(self.rows)
@@ -324,6 +324,8 @@ class StoreStream:
         _save_part(_part_path(self.parts_dir, source.name), part, arrays)
         self.parts.append(part)
         self.source = None
+        self.bar.set_postfix_str(f"{len(self.parts)}/{self.shards} shards, {self.rows['video']:,} videos",
+                                 refresh=False)
 
     def publish(self, out: Path) -> Manifest:
         """Turn the parts into the store at `out` (atomically): small arrays gathered, .grow files moved."""
@@ -407,7 +409,7 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
     workers = max(1, workers or os.cpu_count() or 1)
     bar = tqdm(total=sum(s.bytes for _, s in todo), unit="B", unit_scale=True, desc="converting",
                dynamic_ncols=True, disable=not todo)
-    stream = StoreStream(parts_dir, formats[0], done, bar)
+    stream = StoreStream(parts_dir, formats[0], done, bar, len(sources))
     try:
         with bar:
             rest = list(zip(paths[len(done):], sources[len(done):], strict=True))
@@ -419,8 +421,6 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
                     run = [rest[0]]
                     stream.copy_from_store(old, *in_old[rest[0][1].name])
                 rest = rest[len(run):]
-                bar.set_postfix_str(f"{len(stream.parts)}/{len(sources)} shards, {stream.rows['video']:,} videos",
-                                    refresh=False)
         manifest = stream.publish(out)
     finally:
         stream.close()
