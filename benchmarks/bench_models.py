@@ -36,7 +36,7 @@ from models.train import TrainOptions, compile_model, read_csv_history, train  #
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m")) / "video-2018-validate"
 FULL = dict(train_videos=1500, validate_videos=500, speed_batches=4, speed_rounds=2,
-            synthetic_epochs=5, real_epochs=3, frames=32,
+            synthetic_epochs=5, real_epochs=5, frames=32,
             real_train="validate00[0-7][0-9].tfrecord", real_validate="validate00[89][0-9].tfrecord")
 QUICK = dict(train_videos=120, validate_videos=60, speed_batches=2, speed_rounds=1,
              synthetic_epochs=1, real_epochs=1, frames=8,
@@ -45,9 +45,11 @@ QUICK = dict(train_videos=120, validate_videos=60, speed_batches=2, speed_rounds
 
 # name -> (Adam learning rate in epoch 1, decayed x0.9 per epoch; config overrides). Frame models at an equal
 # hidden size of 512 (not the default 1024) so that both fit this benchmark's time.
+# logistic and moe at 0.03: the best of 0.01 / 0.03 / 0.1 for logistic on the real split (5 epochs: GAP 0.664 /
+# 0.701 / 0.696), and moe beat logistic at every epoch at 0.03 (0.01 gave it 0.685).
 SYNTHETIC_PLAN = {"qrnn": (0.01, {"hidden": 512}), "lstm": (0.01, {"hidden": 512}),
-                  "moe": (0.01, {}), "logistic": (0.01, {})}
-REAL_PLAN = {"logistic": (0.01, {}), "moe": (0.01, {}), "qrnn-video": (0.01, {})}
+                  "moe": (0.03, {}), "logistic": (0.03, {})}
+REAL_PLAN = {"logistic": (0.03, {}), "moe": (0.03, {}), "qrnn-video": (0.01, {})}
 
 
 def plan_line(plan: dict) -> str:

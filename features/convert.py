@@ -502,7 +502,7 @@ def _parsed_batches(paths: list[Path], fmt: ShardFormat, workers: int):
 
     names = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), [str(p) for p in paths]))
     batches = names.flat_map(shard).map(lambda index, raw: (index, parse(raw)), num_parallel_calls=workers)
-    for index, parsed in batches.prefetch(workers):
+    for index, parsed in batches.prefetch(workers + 2):
         yield int(index), parsed
 
 

@@ -114,7 +114,16 @@ def up_to_date(out: Path, config: dict) -> bool:
 
 
 def compile_model(model: keras.Model, options: TrainOptions) -> None:
-    optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate, clipnorm=options.clipnorm)
+    """Adam on binary cross-entropy, taking the starter code's steps.
+
+    Keras averages the loss over the C classes where the starter sums it, so every gradient is C times
+    smaller. Adam ignores the loss scale except through its epsilon and the clip norm, and Keras' epsilon
+    (1e-7) then swamps the kernels' gradients (about 1e-9 here): their steps shrink to ~1% of the learning
+    rate. Dividing the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2
+    penalties are divided by C for the same reason: models.heads.l2_penalty)."""
+    classes = model.output_shape[-1]
+    optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
+                                      clipnorm=options.clipnorm / classes)
     model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
 
 
