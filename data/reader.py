@@ -32,6 +32,17 @@ class Batch:
     frames: np.ndarray | None = None  # uint8 (F, 1152), frame level only
     num_frames: np.ndarray | None = None  # int64 (B,), frame level only
 
+    def split(self, n: int) -> tuple["Batch", "Batch"]:
+        """The first n videos and the rest, as two Batches (views, no copies)."""
+        if self.frames is None:
+            return (Batch(self.first_record, self.ids[:n], self.labels[:n], self.video[:n]),
+                    Batch(self.first_record + n, self.ids[n:], self.labels[n:], self.video[n:]))
+        f = int(self.num_frames[:n].sum())
+        return (Batch(self.first_record, self.ids[:n], self.labels[:n], self.video[:n], self.frames[:f],
+                      self.num_frames[:n]),
+                Batch(self.first_record + n, self.ids[n:], self.labels[n:], self.video[n:], self.frames[f:],
+                      self.num_frames[n:]))
+
 
 @dataclass
 class ReadReport:

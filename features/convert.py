@@ -17,6 +17,7 @@ count and fingerprint) are copied from it instead of converted.
 
 import hashlib
 import io
+import itertools
 import json
 import mmap
 import os
@@ -85,47 +86,52 @@ def describe(fmt: ShardFormat) -> str:
 
 # -- .part files ------------------------------------------------------------------------------------
 
+PART_BYTES = 16 << 20  # finished shards are saved in .part files of about this many bytes of shards
+
 def _part_path(parts_dir: Path, name: str) -> Path:
+    """The .part file that starts with shard `name` (it may hold the shards after it too)."""
     return parts_dir / f"{name}.part"
 
 
-def _save_part(path: Path, part: Part, arrays: dict[str, np.ndarray]) -> None:
-    """A .part file: the header's length (8 bytes), the header (JSON: the Part, each array's dtype and
-    shape), then the arrays' bytes one after another. Written under a .tmp name, then renamed."""
-    layout = {n: [a.dtype.str, list(a.shape)] for n, a in arrays.items()}
-    header = json.dumps({"part": asdict(part), "arrays": layout}).encode()
+def _save_parts(path: Path, group: list[tuple[Part, dict]]) -> None:
+    """Consecutive finished shards in one .part file: the header's length (8 bytes), the header (JSON: each
+    Part and its arrays' dtypes and shapes), then all arrays' bytes. Written under a .tmp name, renamed."""
+    header = json.dumps([{"part": asdict(part), "arrays": {n: [a.dtype.str, list(a.shape)] for n, a in arrays.items()}}
+                         for part, arrays in group]).encode()
     with open(f"{path}.tmp", "wb") as f:
         f.write(len(header).to_bytes(8, "little") + header)
-        for array in arrays.values():
-            f.write(np.ascontiguousarray(array).data)
+        for _, arrays in group:
+            for array in arrays.values():
+                f.write(np.ascontiguousarray(array).data)
     os.replace(f"{path}.tmp", path)
 
 
-def _load_part(path: Path, arrays: bool = True) -> tuple[Part, dict[str, np.ndarray]]:
-    """The Part of a .part file and (when `arrays`) its arrays."""
+def _load_parts(path: Path, arrays: bool = True) -> list[tuple[Part, dict[str, np.ndarray]]]:
+    """The (Part, arrays) of every shard in a .part file (arrays empty unless `arrays`)."""
     with open(path, "rb") as f:
         header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        data = header["part"]
-        part = Part(**dict(data, source=Source(**data["source"])))
-        if not arrays:
-            return part, {}
-        buffer, out, at = f.read(), {}, 0
-    for name, (dtype, shape) in header["arrays"].items():
-        dtype = np.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
-        out[name] = np.frombuffer(buffer, dtype, count, at).reshape(shape)
-        at += count * dtype.itemsize
+        buffer = f.read() if arrays else b""
+    out, at = [], 0
+    for entry in header:
+        data = entry["part"]
+        part, found = Part(**dict(data, source=Source(**data["source"]))), {}
+        for name, (dtype, shape) in entry["arrays"].items() if arrays else ():
+            dtype = np.dtype(dtype)
+            count = int(np.prod(shape, dtype=np.int64))
+            found[name] = np.frombuffer(buffer, dtype, count, at).reshape(shape)
+            at += count * dtype.itemsize
+        out.append((part, found))
     if at != len(buffer):
         raise ValueError(f"{path}: {len(buffer)} bytes of arrays where the header says {at}")
-    return part, out
+    return out
 
 
-def _read_part(path: Path) -> Part | None:
-    """The Part of a finished .part file, or None if there is none (or it is unreadable)."""
+def _read_parts(path: Path) -> list[Part]:
+    """The Parts of a finished .part file ([] if there is none, or it is unreadable)."""
     try:
-        return _load_part(path, arrays=False)[0]
+        return [part for part, _ in _load_parts(path, arrays=False)]
     except (OSError, ValueError, TypeError, KeyError):
-        return None
+        return []
 
 
 # -- the growing .npy files -------------------------------------------------------------------------
@@ -243,8 +249,11 @@ def _id_width(ids: np.ndarray) -> int:
 class StoreStream:
     """Appends shards, in store order, to the growing store in `parts_dir`: one shard open at a time."""
 
-    def __init__(self, parts_dir: Path, fmt: ShardFormat, done: list[Part], bar, shards: int):
+    def __init__(self, parts_dir: Path, fmt: ShardFormat, done: list[Part], done_files: list[Path], bar,
+                 shards: int):
         self.parts_dir, self.format, self.parts, self.bar, self.shards = parts_dir, fmt, list(done), bar, shards
+        self.files = list(done_files)  # the .part files holding self.parts, in order
+        self.pending = []  # (Part, arrays) of finished shards not saved yet
         self.grow = Growing(parts_dir, fmt.level)
         self.rows = {"video": sum(p.num_videos for p in done), "frames": sum(p.num_frames for p in done)}
         self.grow.open_at(self.rows)
@@ -314,15 +323,25 @@ class StoreStream:
             self.rows["frames"] += rows
         self._finish_part(source, arrays, [])
 
+    def save_pending(self) -> None:
+        """Save the finished shards not saved yet in one .part file (after their rows are on disk)."""
+        if self.pending:
+            self.grow.flush()  # rows first, then the .part that vouches for them
+            path = _part_path(self.parts_dir, self.pending[0][0].source.name)
+            _save_parts(path, self.pending)
+            self.files.append(path)
+            self.pending = []
+
     def _finish_part(self, source: Source, arrays: dict, problems: list[str]) -> None:
-        self.grow.flush()  # rows first, then the .part that vouches for them
         fmt = self.format
         part = Part(source, fmt.level, fmt.version, fmt.has_labels, self.start["video"], self.start["frames"],
                     len(arrays["ids"]), len(arrays["labels_indices"]),
                     int(arrays["frame_offsets"][-1]) if "frame_offsets" in arrays else 0,
                     _id_width(arrays["ids"]), problems)
-        _save_part(_part_path(self.parts_dir, source.name), part, arrays)
         self.parts.append(part)
+        self.pending.append((part, arrays))
+        if sum(p.source.bytes for p, _ in self.pending) >= PART_BYTES:
+            self.save_pending()
         self.source = None
         self.bar.set_postfix_str(f"{len(self.parts)}/{self.shards} shards, {self.rows['video']:,} videos",
                                  refresh=False)
@@ -360,8 +379,8 @@ class StoreStream:
             for name in base:
                 if name in files:
                     np.zeros(1, np.int64).tofile(files[name])
-            for part in self.parts:
-                arrays = _load_part(_part_path(self.parts_dir, part.source.name))[1]
+            saved = (arrays for path in self.files for _, arrays in _load_parts(path))
+            for arrays in itertools.chain(saved, (arrays for _, arrays in self.pending)):
                 for name in names:
                     values = arrays[name]
                     if name in base:  # offsets within the shard -> offsets within the store
@@ -399,7 +418,7 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
     started = time.time()
     in_old = _in_old_store(old, sources, skip_corrupt)
     old_format = old and ShardFormat(old.manifest.level, old.manifest.version, old.manifest.has_labels)
-    done = _finished_parts(parts_dir, sources, skip_corrupt)
+    done, done_files = _finished_parts(parts_dir, sources, skip_corrupt)
     formats = [p.format for p in done] + [
         old_format if s.name in in_old else detect_format(p)
         for p, s in zip(paths[len(done):], sources[len(done):], strict=True)]
@@ -409,7 +428,7 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
     workers = max(1, workers or os.cpu_count() or 1)
     bar = tqdm(total=sum(s.bytes for _, s in todo), unit="B", unit_scale=True, desc="converting",
                dynamic_ncols=True, disable=not todo)
-    stream = StoreStream(parts_dir, formats[0], done, bar, len(sources))
+    stream = StoreStream(parts_dir, formats[0], done, done_files, bar, len(sources))
     try:
         with bar:
             rest = list(zip(paths[len(done):], sources[len(done):], strict=True))
@@ -422,6 +441,9 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
                     stream.copy_from_store(old, *in_old[rest[0][1].name])
                 rest = rest[len(run):]
         manifest = stream.publish(out)
+    except BaseException:
+        stream.save_pending()  # what is finished is kept for the next run
+        raise
     finally:
         stream.close()
     shutil.rmtree(parts_dir, ignore_errors=True)
@@ -444,7 +466,10 @@ def _leading_run(rest: list, in_old: dict) -> list:
 
 def _convert_run(run: list, stream: StoreStream, workers: int, skip_corrupt: bool) -> None:
     """Convert consecutive shards with tf.data's parallel parsing; a shard where anything goes wrong is
-    converted again, alone, by data.reader.read_batches, which names the bad record (or skips it)."""
+    converted again, alone, by data.reader.read_batches, which names the bad record (or skips it).
+
+    The records of all the shards flow as one stream, in batches that may span two shards: each batch is
+    cut where a shard ends, by the shards' record counts (features.convert.scan_shard)."""
     import tensorflow as tf
 
     from data.reader import ReadReport, read_batches, to_batch
@@ -454,19 +479,23 @@ def _convert_run(run: list, stream: StoreStream, workers: int, skip_corrupt: boo
     while first < len(run):
         current = first
         stream.begin(run[current][1])
-        videos = 0  # of the open shard so far
+        left = run[current][1].records  # records of the open shard still to come
         try:
-            for index, parsed in _parsed_batches([p for p, _ in run[first:]], fmt, workers):
-                while first + index > current:  # the open shard is complete
-                    stream.end(ReadReport())
-                    current += 1
-                    stream.begin(run[current][1])
-                    videos = 0
-                batch, bad = to_batch(parsed, videos, fmt)
+            for parsed in _parsed_batches([p for p, _ in run[first:]], fmt, workers):
+                batch, bad = to_batch(parsed, 0, fmt)
                 if bad is not None:
                     raise _Retry
-                stream.add(batch)
-                videos += len(batch.ids)
+                while len(batch.ids):
+                    while left == 0:  # the open shard is complete
+                        stream.end(ReadReport())
+                        current += 1
+                        stream.begin(run[current][1])
+                        left = run[current][1].records
+                    head, batch = batch.split(min(left, len(batch.ids)))
+                    stream.add(head)
+                    left -= len(head.ids)
+            if left:
+                raise _Retry
             stream.end(ReadReport())
             for _, source in run[current + 1:]:  # shards with no records at all
                 stream.begin(source)
@@ -489,21 +518,14 @@ class _Retry(Exception):
 
 
 def _parsed_batches(paths: list[Path], fmt: ShardFormat, workers: int):
-    """(index of the shard in `paths`, parsed batch) for every batch of records of the shards, in order;
-    `workers` batches are parsed at the same time."""
+    """The records of the shards, in order, as parsed batches; `workers` batches are parsed at a time."""
     import tensorflow as tf
 
     from data.reader import DEFAULT_BATCH, batch_parser
 
-    parse, size = batch_parser(fmt), DEFAULT_BATCH[fmt.level]
-
-    def shard(index, path):
-        return tf.data.TFRecordDataset(path, buffer_size=8 << 20).batch(size).map(lambda raw: (index, raw))
-
-    names = tf.data.Dataset.from_tensor_slices((tf.range(len(paths), dtype=tf.int64), [str(p) for p in paths]))
-    batches = names.flat_map(shard).map(lambda index, raw: (index, parse(raw)), num_parallel_calls=workers)
-    for index, parsed in batches.prefetch(workers + 2):
-        yield int(index), parsed
+    records = tf.data.TFRecordDataset([str(p) for p in paths], buffer_size=8 << 20)
+    batches = records.batch(DEFAULT_BATCH[fmt.level]).map(batch_parser(fmt), num_parallel_calls=workers)
+    yield from batches.prefetch(workers)
 
 
 def _sorted_unique(paths: list[Path]) -> list[Path]:
@@ -568,28 +590,41 @@ def _in_old_store(old: Store | None, sources: list[Source], skip_corrupt: bool) 
     return found
 
 
-def _finished_parts(parts_dir: Path, sources: list[Source], skip_corrupt: bool) -> list[Part]:
-    """The parts a killed run finished for the first shards of this run, in order, with their rows still
-    in the .grow files. Every other .part is deleted, so only parts written after their rows remain."""
-    done = []
+def _finished_parts(parts_dir: Path, sources: list[Source], skip_corrupt: bool) -> tuple[list[Part], list[Path]]:
+    """The parts a killed run saved for the first shards of this run, in order, with their rows still in
+    the .grow files, and their .part files. Every other .part is deleted, so only parts saved after their
+    rows remain."""
+    done, files = [], []
     rows = {"video": 0, "frames": 0}
-    for source in sources:
-        part = _read_part(_part_path(parts_dir, source.name))
-        if (part is None or not _usable(part.source, source, skip_corrupt)
-                or (part.first_video, part.first_frame) != (rows["video"], rows["frames"])
-                or (done and part.format != done[0].format)):
+    while len(done) < len(sources):
+        path = _part_path(parts_dir, sources[len(done)].name)
+        group = _read_parts(path)
+        if not group:
             break
-        done.append(part)
-        rows = {"video": rows["video"] + part.num_videos, "frames": rows["frames"] + part.num_frames}
+        good = 0
+        for part, source in zip(group, sources[len(done):], strict=False):
+            if (not _usable(part.source, source, skip_corrupt)
+                    or (part.first_video, part.first_frame) != (rows["video"], rows["frames"])
+                    or part.format != group[0].format or (done and part.format != done[0].format)):
+                break
+            rows = {"video": rows["video"] + part.num_videos, "frames": rows["frames"] + part.num_frames}
+            good += 1
+        if good < len(group) and good:  # the shards after these changed: keep only these
+            _save_parts(path, _load_parts(path)[:good])
+        if good:
+            done += group[:good]
+            files.append(path)
+        if good < len(group):
+            break
     if done:
         grow = Growing(parts_dir, done[0].level)
-        if any(grow.rows_on_disk(name) < rows[name] for name in grow.paths):
-            done = []
-    keep = {_part_path(parts_dir, p.source.name) for p in done}
+        if any(grow.rows_on_disk(name) < sum(p.num_videos if name == "video" else p.num_frames for p in done)
+               for name in grow.paths):
+            done, files = [], []
     for path in parts_dir.glob("*.part"):
-        if path not in keep:
+        if path not in files:
             path.unlink()
-    return done
+    return done, files
 
 
 def _check_one_format(paths: list[Path], formats: list[ShardFormat]) -> None:

@@ -24,6 +24,7 @@ def parse_config(pairs: list[str]) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
+    from models import zoo
     from models.train import DEFAULT_FRAMES, TrainOptions
 
     defaults = TrainOptions()
@@ -41,9 +42,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=defaults.epochs, help=f"(default {defaults.epochs})")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size,
                    help=f"videos per batch (default {defaults.batch_size})")
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                   help=f"Adam's rate in epoch 1, then x{defaults.lr_decay} per epoch "
-                        f"(default {defaults.learning_rate})")
+    rates = ", ".join(f"{name} {spec.learning_rate}" for name, spec in zoo.MODELS.items())
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help=f"Adam's rate in epoch 1, then x{defaults.lr_decay} per epoch (default: the model's "
+                        f"own: {rates})")
     p.add_argument("--frames", type=int, default=None, metavar="T",
                    help=f"frame-level models: frames sampled per video (default {DEFAULT_FRAMES})")
     p.add_argument("--seed", type=int, default=defaults.seed, help=f"(default {defaults.seed})")

@@ -35,7 +35,7 @@ class TrainOptions:
 
     epochs: int = 10
     batch_size: int = 64
-    learning_rate: float = 0.01  # the starter code's base rate
+    learning_rate: float | None = None  # Adam's rate in epoch 1 (None: the model's own, models.zoo)
     lr_decay: float = 0.9  # exponential decay per epoch: lr_e = learning_rate * lr_decay**e
     frames: int | None = None  # frame-level models: frames sampled per video (None: DEFAULT_FRAMES)
     seed: int = 0
@@ -282,6 +282,8 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
     """Train model `name` and write the run folder `out`; re-running continues from its last checkpoint,
     or says "up to date" when `out` already holds this training on these inputs. Returns the card."""
     options = options or TrainOptions()
+    if options.learning_rate is None:
+        options = dataclasses.replace(options, learning_rate=zoo.spec(name).learning_rate)
     if options.epochs < 1 or options.batch_size < 1 or options.patience < 1:
         raise InputError(out, "epochs, batch size and patience must be at least 1")
     out = Path(out)

@@ -35,7 +35,7 @@ class MoeConfig:
     """The starter code's MoeModel: `experts` sigmoid experts plus a dummy expert per class."""
 
     experts: int = 2
-    l2: float = 1e-6
+    l2: float = 1e-6  # what 2018 entries passed as --moe_l2 (the starter's own default is 1e-8)
 
 
 @dataclass
@@ -84,6 +84,7 @@ class ModelSpec:
     config_class: type
     builder: Callable[[int, object], keras.Model]
     summary: str
+    learning_rate: float  # Adam's rate in epoch 1 unless given: the best of a small grid (bench_models.py)
 
 
 def _video_input():
@@ -136,11 +137,12 @@ def build_qrnn_video(num_classes, cfg: QrnnVideoConfig):
 
 
 MODELS = {
-    "logistic": ModelSpec("video", LogisticConfig, build_logistic, "logistic regression (starter code)"),
-    "moe": ModelSpec("video", MoeConfig, build_moe, "mixture of experts (starter code)"),
-    "lstm": ModelSpec("frame", LstmConfig, build_lstm, "frame-level LSTM baseline"),
-    "qrnn": ModelSpec("frame", QrnnConfig, build_qrnn, "frame-level QRNN"),
-    "qrnn-video": ModelSpec("video", QrnnVideoConfig, build_qrnn_video, "QRNN over chunks of video features"),
+    "logistic": ModelSpec("video", LogisticConfig, build_logistic, "logistic regression (starter code)", 0.03),
+    "moe": ModelSpec("video", MoeConfig, build_moe, "mixture of experts (starter code)", 0.03),
+    "lstm": ModelSpec("frame", LstmConfig, build_lstm, "frame-level LSTM baseline", 0.003),
+    "qrnn": ModelSpec("frame", QrnnConfig, build_qrnn, "frame-level QRNN", 0.003),
+    "qrnn-video": ModelSpec("video", QrnnVideoConfig, build_qrnn_video, "QRNN over chunks of video features",
+                            0.01),
 }
 
 

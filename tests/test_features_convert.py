@@ -17,7 +17,7 @@ from data.formats import AUDIO_SIZE, MAX_FRAMES, RGB_SIZE, ShardFormat, Video
 from data.quantization import frame_means
 from data.reader import read_shard
 from data.writer import write_shard
-from features.convert import convert, scan_shard
+from features.convert import _read_parts, convert, scan_shard
 from features.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_killed_conversion_resumes_to_the_same_store(frame_shards, frame_store, 
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert not out.exists(), "the conversion finished before it could be killed"
-    done = len(list(parts.glob("*.part")))
+    done = sum(len(_read_parts(p)) for p in parts.glob("*.part"))  # shards saved, several to a file
     assert 1 <= done < 13
 
     lines = []
@@ -302,7 +302,7 @@ def test_run_stopped_before_publishing_resumes_after_a_shard_is_removed(tmp_path
         with pytest.raises(KeyboardInterrupt):
             convert(shards, out, workers=1, log=log_to([]))
     assert sorted(p.name for p in (tmp_path / "store.parts").iterdir()) == [
-        "a.tfrecord.part", "b.tfrecord.part", "c.tfrecord.part", "frames.grow", "video.grow"]
+        "a.tfrecord.part", "frames.grow", "video.grow"]  # the three small shards share one .part
     (shards / "b.tfrecord").unlink()  # c's rows now follow a's: c must be converted again
     lines = []
     convert(shards, out, workers=1, log=log_to(lines))

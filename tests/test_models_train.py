@@ -98,6 +98,7 @@ def test_every_model_trains_saves_and_reloads(name, stores, tmp_path):
     assert card.file_bytes == (out / "model.keras").stat().st_size
     assert card.config["model"] == {**zoo.make_config(name).__dict__, **TINY[name]}
     assert card.config["training"]["frames"] == (6 if card.level == "frame" else None)
+    assert card.config["training"]["learning_rate"] == zoo.spec(name).learning_rate  # the model's own default
 
     history = read_history(out)
     assert [int(row["epoch"]) for row in history] == [1, 2] and list(history[0]) == list(HISTORY_COLUMNS)
