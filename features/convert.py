@@ -15,6 +15,7 @@ the .grow files after them and goes on. Shards unchanged since the old store (sa
 count and fingerprint) are copied from it instead of converted.
 """
 
+import collections
 import hashlib
 import io
 import itertools
@@ -23,6 +24,7 @@ import mmap
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -146,7 +148,12 @@ def _npy_header(dtype, shape) -> bytes:
 
 
 class Growing:
-    """video.npy (float32) and, at frame level, frames.npy (uint8) as they grow in the parts folder."""
+    """video.npy (float32) and, at frame level, frames.npy (uint8) as they grow in the parts folder.
+
+    Appends are written by a writer thread (file writes release the GIL), so writing overlaps parsing and
+    the next batch's preparation; every other operation first waits for the writes in flight."""
+
+    IN_FLIGHT = 4  # appends queued at most (bounds the memory they hold)
 
     def __init__(self, parts_dir: Path, level: str):
         self.dtypes = {"video": np.dtype(np.float32)}
@@ -155,6 +162,7 @@ class Growing:
         self.paths = {n: parts_dir / f"{n}.grow" for n in self.dtypes}
         self.header = {n: len(_npy_header(d, (0, FEATURE_SIZE))) for n, d in self.dtypes.items()}
         self.files = {}
+        self.writer, self.writes = None, collections.deque()
 
     def row_bytes(self, name: str) -> int:
         return FEATURE_SIZE * self.dtypes[name].itemsize
@@ -166,12 +174,19 @@ class Growing:
 
     def open_at(self, rows: dict[str, int]) -> None:
         """Open the files for appending after `rows` rows each (truncating what lies beyond)."""
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         for name, path in self.paths.items():
             handle = open(path, "r+b" if path.exists() else "w+b")
             self.files[name] = handle
             self.truncate(name, rows[name])
 
+    def wait(self) -> None:
+        """Wait until every append is on its way to disk (raising a failed write's error)."""
+        while self.writes:
+            self.writes.popleft().result()
+
     def truncate(self, name: str, rows: int) -> None:
+        self.wait()
         handle = self.files[name]
         handle.flush()
         end = self.header[name] + rows * self.row_bytes(name)
@@ -179,10 +194,14 @@ class Growing:
         handle.seek(end)
 
     def append(self, name: str, array: np.ndarray) -> None:
-        np.ascontiguousarray(array, dtype=self.dtypes[name]).tofile(self.files[name])
+        if len(self.writes) >= self.IN_FLIGHT:
+            self.writes.popleft().result()
+        array = np.ascontiguousarray(array, dtype=self.dtypes[name])
+        self.writes.append(self.writer.submit(array.tofile, self.files[name]))
 
     def copy(self, name: str, source: Path, offset: int, rows: int) -> None:
         """Append `rows` rows that lie from byte `offset` of another file (copied inside the kernel)."""
+        self.wait()
         target = self.files[name]
         target.flush()
         count = rows * self.row_bytes(name)
@@ -191,11 +210,13 @@ class Growing:
                 raise InputError(source, f"truncated: {rows} rows from byte {offset} promised, file ends sooner")
 
     def flush(self) -> None:
+        self.wait()
         for handle in self.files.values():
             handle.flush()
 
     def publish(self, folder: Path, rows: dict[str, int]) -> None:
         """Write each file's .npy header for its final row count and move it into `folder` as <name>.npy."""
+        self.wait()
         for name, handle in self.files.items():
             handle.flush()
             if handle.tell() != self.header[name] + rows[name] * self.row_bytes(name):
@@ -209,6 +230,9 @@ class Growing:
         self.files = {}
 
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.shutdown(wait=True)  # a failed write has already raised, or is dropped on an error
+            self.writes.clear()
         for handle in self.files.values():
             handle.close()
         self.files = {}
