@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 REAL_2018 = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m")) / "video-2018-validate"
 BATCH = 64  # frame-level videos per batch when reading
-REPEATS = 3  # conversion and raw-read timings: the best of this many runs
+REPEATS = 5  # conversion and raw-read timings: the best of this many interleaved runs
 
 
 def raw_read(shards: list[Path], level: str) -> tuple[float, int]:
@@ -80,14 +80,20 @@ def conversion_rows(name: str, shards: list[Path], level: str, work: Path) -> tu
     size = sum(s.stat().st_size for s in shards)
     raw_read(shards[:1], level)  # warm-up, untimed: TensorFlow loads its modules and builds ops on first use
     timed_convert(shards[:1], work / f"{level}-warm-up", workers=1)
-    raw_s, videos = min(raw_read(shards, level) for _ in range(REPEATS))
-    rows = [f"| {name} | raw tf.data read + parse | {videos:,} | {raw_s:.1f} | {videos / raw_s:,.0f} | "
-            f"{size / raw_s / 1e6:,.1f} | 1.00 |"]
     out = work / f"{level}-store"
+    times = {"raw": [], 1: [], 2: []}
+    for _ in range(REPEATS):  # interleaved, so that all three see the same machine
+        seconds, videos = raw_read(shards, level)
+        times["raw"].append(seconds)
+        for workers in (1, 2):
+            times[workers].append(timed_convert(shards, out, workers))
+    raw_s = min(times["raw"])
+    rows = [f"| {name} | raw tf.data read + parse | {videos:,} | {raw_s:.2f} | {videos / raw_s:,.0f} | "
+            f"{size / raw_s / 1e6:,.1f} | 1.00 |"]
     for workers in (1, 2):
-        seconds = min(timed_convert(shards, out, workers) for _ in range(REPEATS))
+        seconds = min(times[workers])
         rows.append(f"| {name} | convert, {workers} worker{'s' if workers > 1 else ''} | {videos:,} | "
-                    f"{seconds:.1f} | {videos / seconds:,.0f} | {size / seconds / 1e6:,.1f} | "
+                    f"{seconds:.2f} | {videos / seconds:,.0f} | {size / seconds / 1e6:,.1f} | "
                     f"{raw_s / seconds:.2f} |")
         print(rows[-1], flush=True)
     start = time.perf_counter()
@@ -223,7 +229,7 @@ def main(argv=None) -> None:
         "Conversion seconds include scanning the shards, detecting their format, writing the store's files and "
         "publishing the store; workers are tf.data threads parsing batches of records. "
         "Both sides were warmed up on one shard first (untimed); each figure is the best of "
-        f"{REPEATS} runs. "
+        f"{REPEATS} runs, the raw read and the two conversions interleaved. "
         f"Load average when the run started: {load:.1f} on {os.cpu_count()} cores.",
         "",
         "| shards | what | videos | seconds | videos/s | MB/s of shards | ratio to raw read |",
