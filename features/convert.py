@@ -39,7 +39,6 @@ from data.formats import FEATURE_SIZE, MAX_FRAMES, ShardFormat
 from features.store import Manifest, Source, Store, labels_dtype, npy_layout
 
 SMALL_ARRAYS = ("ids", "labels_indptr", "labels_indices", "frame_offsets")  # kept in .part files
-COPY_ROWS = 4096  # videos per step when copying small arrays out of an old store
 
 
 @dataclass
