@@ -36,7 +36,7 @@ from tqdm import tqdm
 from common.errors import InputError
 from common.files import atomic_path
 from data.formats import FEATURE_SIZE, MAX_FRAMES, ShardFormat
-from features.store import Manifest, Source, Store, labels_dtype, npy_layout
+from features.store import Manifest, Source, Store, expected_files, id_width, labels_dtype, npy_layout
 
 SMALL_ARRAYS = ("ids", "labels_indptr", "labels_indices", "frame_offsets")  # kept in .part files
 
@@ -315,7 +315,7 @@ class StoreStream:
         encoded = [i.encode("utf-8") for i in self.ids]
         counts = np.fromiter(map(len, self.labels), dtype=np.int64, count=len(self.labels))
         arrays = {
-            "ids": np.array(encoded, dtype=f"S{max([len(i) for i in encoded] + [1])}"),
+            "ids": np.array(encoded, dtype=f"S{id_width(encoded)}"),
             "labels_indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             "labels_indices": (np.concatenate(self.labels) if self.labels else np.zeros(0)).astype(
                 labels_dtype(self.format.num_classes)),
@@ -388,16 +388,14 @@ class StoreStream:
         return manifest
 
     def _write_small_arrays(self, folder: Path, m: Manifest) -> None:
-        names = [n for n in SMALL_ARRAYS if n != "frame_offsets" or m.level == "frame"]
-        dtypes = {"ids": np.dtype(f"S{m.id_width}"), "labels_indptr": np.dtype(np.int64),
-                  "labels_indices": labels_dtype(m.num_classes), "frame_offsets": np.dtype(np.int64)}
-        shapes = {"ids": (m.num_videos,), "labels_indptr": (m.num_videos + 1,), "labels_indices": (m.num_labels,),
-                  "frame_offsets": (m.num_videos + 1,)}
+        expected = expected_files(m)
+        layout = {name: expected[f"{name}.npy"] for name in SMALL_ARRAYS if f"{name}.npy" in expected}
+        names, dtypes = list(layout), {name: dtype for name, (_, dtype) in layout.items()}
         files = {}
         try:
-            for name in names:
+            for name, (shape, dtype) in layout.items():
                 files[name] = open(folder / f"{name}.npy", "wb")
-                files[name].write(_npy_header(dtypes[name], shapes[name]))
+                files[name].write(_npy_header(dtype, shape))
             base = {"labels_indptr": 0, "frame_offsets": 0}
             for name in base:
                 if name in files:
@@ -641,8 +639,7 @@ def _finished_parts(parts_dir: Path, sources: list[Source], skip_corrupt: bool) 
             break
     if done:
         grow = Growing(parts_dir, done[0].level)
-        if any(grow.rows_on_disk(name) < sum(p.num_videos if name == "video" else p.num_frames for p in done)
-               for name in grow.paths):
+        if any(grow.rows_on_disk(name) < rows[name] for name in grow.paths):
             done, files = [], []
     for path in parts_dir.glob("*.part"):
         if path not in files:

@@ -328,16 +328,6 @@ class StoreWriter:
         self._put("frames.npy", rows)
         self.frames += len(rows)
 
-    def append_frames_from(self, path, offset: int, rows: int) -> None:
-        """Append `rows` frame rows that lie from byte `offset` of another file (copied by the kernel)."""
-        target = self._files["frames.npy"]
-        target.flush()
-        with open(path, "rb") as source:
-            copied = _copy_range(source, target, offset, rows * FEATURE_SIZE)
-        if copied != rows * FEATURE_SIZE:
-            raise InputError(path, f"truncated: {rows} frame rows from byte {offset} promised, file ends sooner")
-        self.frames += rows
-
     def finish(self) -> None:
         """Check every file got exactly what the manifest promised, close them, write manifest.json."""
         m = self.manifest
@@ -352,31 +342,6 @@ class StoreWriter:
     def close(self) -> None:
         for handle in self._files.values():
             handle.close()
-
-
-def _copy_range(source, target, offset: int, count: int) -> int:
-    """Copy up to `count` bytes from byte `offset` of `source` to the position of `target`; bytes copied.
-
-    os.copy_file_range keeps the data inside the kernel (no trip through this process's memory); where
-    the file system refuses it, plain reads and writes do the same."""
-    position, done = target.tell(), 0
-    try:
-        while done < count:
-            step = os.copy_file_range(source.fileno(), target.fileno(), count - done, offset + done, position + done)
-            if step == 0:
-                break
-            done += step
-    except (AttributeError, OSError):  # not Linux, or not between these files
-        source.seek(offset + done)
-        target.seek(position + done)
-        while done < count:
-            chunk = source.read(min(count - done, 1 << 24))
-            if not chunk:
-                break
-            target.write(chunk)
-            done += len(chunk)
-    target.seek(position + done)
-    return done
 
 
 def id_width(ids) -> int:
