@@ -30,7 +30,7 @@ from benchmarks.results import write_section  # noqa: E402
 from data.formats import NUM_CLASSES  # noqa: E402
 from features.store import Store  # noqa: E402
 from models import zoo  # noqa: E402
-from models.data import StoreBatches  # noqa: E402
+from models.batches import StoreBatches  # noqa: E402
 from models.train import TrainOptions, compile_model, read_csv_history, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,7 +192,7 @@ def by_role(names, validate_dir: Path, runs: Path) -> str:
     from sklearn.metrics import average_precision_score
 
     from data import synth
-    from models.predict import iter_scores, load_model_dir
+    from models.inference import iter_scores, load_model_dir
 
     store = Store(validate_dir)
     truth = store.dense_labels(np.arange(len(store)))

@@ -103,7 +103,7 @@ def bench_predict(folder: Path) -> list[str]:
     from common.card import Card
     from features.store import create_store
     from models import zoo
-    from models.predict import iter_scores, load_model_dir
+    from models.inference import iter_scores, load_model_dir
     from submissions.predict import predict
 
     rng = np.random.default_rng(2)
@@ -132,7 +132,7 @@ def bench_predict(folder: Path) -> list[str]:
         f"### 3. `submissions predict`, logistic model, {PREDICT_VIDEOS:,} videos of a video-level store\n",
         "| step | seconds | videos/s |",
         "|---|---|---|",
-        f"| model scores only (`models.predict.iter_scores`) | {model_s:.1f} | {PREDICT_VIDEOS / model_s:,.0f} |",
+        f"| model scores only (`models.inference.iter_scores`) | {model_s:.1f} | {PREDICT_VIDEOS / model_s:,.0f} |",
         f"| whole `predict` (scores + top 20 + CSV) | {result.seconds:.1f} | {PREDICT_VIDEOS / result.seconds:,.0f} |",
         f"| rate written to card.json (first batch excluded) | | {result.videos_per_second:,.0f} |",
         f"| share of `predict` outside the model | {100 * share:.0f}% | |",

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from common.card import Card
 from common.errors import InputError
 from common.files import atomic_path, write_json_atomic, write_text_atomic
-from evaluation.metrics import Accumulator
 from features.store import Store
 from models import zoo
-from models.data import StoreBatches, model_inputs, ordered_batches
+from models.batches import StoreBatches
+from models.inference import store_scores
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_gap", "val_hit_at_one", "val_perr", "lr", "seconds")
 DEFAULT_FRAMES = 32  # frames sampled per video (training: random; validation and prediction: evenly spaced)
@@ -130,26 +129,6 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
 # ---------------------------------------------------------------- validation and callbacks
 
 
-def evaluate(model: keras.Model, store: Store, level: str, frames: int | None, batch_size: int = 256):
-    """Validation scores (evaluation.metrics.Scores) of `model` on a whole store, streamed in batches."""
-    acc = Accumulator(store.num_classes)
-    for indices in ordered_batches(len(store), batch_size):
-        x = model_inputs(store, indices, level, frames, "even")
-        acc.add(np.asarray(model.predict_on_batch(x)), store.dense_labels(indices))
-    return acc.result()
-
-
-class LearningRate(keras.callbacks.Callback):
-    """Exponential decay per epoch; a function of the epoch alone, so resuming needs no state."""
-
-    def __init__(self, base: float, decay: float):
-        super().__init__()
-        self.base, self.decay = base, decay
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate = self.base * self.decay**epoch
-
-
 class Validate(keras.callbacks.Callback):
     """After every epoch: the epoch's training seconds, then validation GAP, Hit@1 and PERR into the logs."""
 
@@ -164,7 +143,7 @@ class Validate(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs["seconds"] = time.perf_counter() - self.started
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        scores = evaluate(self.model, self.store, self.level, self.frames, max(self.batch_size, 256))
+        scores = store_scores(self.model, self.store, self.level, self.frames, max(self.batch_size, 256))
         logs["val_gap"], logs["val_hit_at_one"], logs["val_perr"] = scores.gap, scores.hit_at_one, scores.perr
 
 
@@ -314,7 +293,9 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         keras.utils.set_random_seed(options.seed + state.epoch)
         batches = StoreBatches(train_store, level, options.batch_size, frames, shuffle=True,
                                seed=options.seed, epoch=state.epoch)
-        steps = [LearningRate(options.learning_rate, options.lr_decay),
+        # The starter code's exponential decay, per epoch; a function of the epoch alone, so a resume needs no state.
+        schedule = keras.callbacks.LearningRateScheduler(lambda e: options.learning_rate * options.lr_decay**e)
+        steps = [schedule,
                  Validate(validate_store, level, frames, options.batch_size), checkpoint, *callbacks]
         if verbose == "auto":
             verbose = 1 if sys.stdout.isatty() else 2

@@ -48,7 +48,7 @@ def up_to_date(csv: Path, model_dir: Path, store_dir: Path) -> bool:
 def top_k_batches(model, card, store, k: int, batch_size: int, progress, marks: list) -> Iterator[tuple]:
     """(ids, labels (B, k), scores (B, k)) per batch of the store, in store order; appends
     (time, videos done) to `marks` after each batch."""
-    from models.predict import iter_scores
+    from models.inference import iter_scores
 
     done = 0
     for indices, scores in iter_scores(model, card, store, batch_size=batch_size):
@@ -91,7 +91,7 @@ def predict(model_dir, store_dir, out_csv, *, k: int = 20, batch_size: int = 256
 
     from common.card import Card
     from features.store import Store
-    from models.predict import load_model_dir
+    from models.inference import load_model_dir
 
     store = Store(store_dir)
     model, card = load_model_dir(model_dir)

@@ -18,7 +18,7 @@ from evaluation.metrics import Accumulator
 from features.store import Store, create_store
 from models import zoo
 from models.__main__ import main as models_main
-from models.predict import iter_scores, load_model_dir
+from models.inference import iter_scores, load_model_dir
 from models.train import HISTORY_COLUMNS, TrainOptions, train
 from tests.conftest import REPO
 

@@ -1,4 +1,4 @@
-"""models.predict: a run folder loads, and iter_scores streams a store in order with validation's frames."""
+"""models.inference: a run folder loads, and iter_scores streams a store in order with validation's frames."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from common.card import Card
 from common.errors import InputError
 from features.store import Store
 from models import zoo
-from models.predict import iter_scores, load_model_dir
+from models.inference import iter_scores, load_model_dir
 from tests.test_models_train import CLASSES, make_store
 
 FRAMES = 5
