@@ -22,10 +22,11 @@ class FrameFeatures(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs):
-        frames, _ = inputs
+        frames, num_frames = inputs
         x = ops.cast(frames, "float32") * SCALE + BIAS
         norm = ops.sqrt(ops.maximum(ops.sum(x * x, axis=-1, keepdims=True), 1e-12))
-        return x * (x.shape[-1] ** 0.5) / norm
+        real = ops.cast(self.compute_mask(inputs), "float32")
+        return x * (x.shape[-1] ** 0.5) / norm * ops.expand_dims(real, -1)  # padded frames are zeros
 
     def compute_mask(self, inputs, mask=None):
         frames, num_frames = inputs

@@ -124,7 +124,7 @@ def _at_last_real_step(values, mask):
     return ops.squeeze(ops.take_along_axis(values, index, axis=1), axis=1)
 
 
-def qrnn_stack(x, units, layers=1, dense=False, **qrnn_options):
+def qrnn_stack(x, units, layers=1, dense=False, sequences=False, **qrnn_options):
     """Apply `layers` QRNN layers to a (B, T, D) tensor, returning the last layer's final state (B, units).
 
     With `dense`, each layer reads the concatenation of the input and every earlier layer's sequence
@@ -132,6 +132,6 @@ def qrnn_stack(x, units, layers=1, dense=False, **qrnn_options):
     """
     for n in range(layers):
         last = n == layers - 1
-        y = QRNN(units, return_sequences=not last, **qrnn_options)(x)
+        y = QRNN(units, return_sequences=sequences or not last, **qrnn_options)(x)
         x = keras.layers.Concatenate()([x, y]) if dense and not last else y
     return x

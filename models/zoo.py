@@ -20,6 +20,7 @@ from common.errors import InputError
 from data.formats import AUDIO_SIZE, FEATURE_SIZE
 from models.heads import HEADS, classifier
 from models.inputs import FrameFeatures, VideoChunks
+from models.pooling import Reverse, TemporalPooling
 from models.qrnn import POOLINGS, qrnn_stack
 
 
@@ -64,6 +65,10 @@ class QrnnConfig:
     experts: int = 2  # moe head only
     context_gating: bool = False
     l2: float = 1e-8
+    readout: str = "last"  # "last" state, or pooled steps: "mean", "max", "attention" joined by "+"
+    bidirectional: bool = False
+    skip: bool = False  # the head also reads the mean of the frames
+    dropout: float = 0.0  # on the head's input, training only
 
 
 @dataclass
@@ -104,8 +109,19 @@ def _head(x, num_classes, cfg):
 
 
 def _qrnn(x, cfg):
-    return qrnn_stack(x, cfg.hidden, cfg.layers, cfg.dense, window=cfg.window, pooling=cfg.pooling,
-                      zoneout=cfg.zoneout)
+    options = dict(window=cfg.window, pooling=cfg.pooling, zoneout=cfg.zoneout)
+    pool = None if cfg.readout == "last" else TemporalPooling(cfg.readout.split("+"))
+    runs = [x, Reverse()(x)] if cfg.bidirectional else [x]
+    feats = []
+    for seq in runs:
+        h = qrnn_stack(seq, cfg.hidden, cfg.layers, cfg.dense, sequences=pool is not None, **options)
+        feats.append(h if pool is None else pool(h))
+    if cfg.skip:
+        feats.append(TemporalPooling(["mean"], name="frame_mean")(x))
+    h = feats[0] if len(feats) == 1 else keras.layers.Concatenate()(feats)
+    if cfg.dropout:
+        h = keras.layers.Dropout(cfg.dropout)(h)
+    return h
 
 
 def build_logistic(num_classes, cfg: LogisticConfig):

@@ -1,0 +1,71 @@
+"""Temporal pooling: a masked sequence (B, T, D) read as one vector per video."""
+
+import keras
+from keras import ops
+
+MODES = ("mean", "max", "attention")
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class TemporalPooling(keras.layers.Layer):
+    """(B, T, D) and a mask (B, T) -> (B, len(modes) * D): each mode over the real steps only.
+
+    "mean" averages the real steps; "max" takes each feature's largest value over them; "attention"
+    weights them by a softmax of a learned score per step. Padded steps never change the result, and a
+    video without real steps gives zeros.
+    """
+
+    def __init__(self, modes=("mean",), **kwargs):
+        super().__init__(**kwargs)
+        modes = tuple(modes)
+        if not modes or any(m not in MODES for m in modes):
+            raise ValueError(f"modes must be a non-empty subset of {MODES}, not {modes!r}")
+        self.modes = modes
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if "attention" in self.modes:
+            self.score = keras.layers.Dense(1, name="score")
+            self.score.build(input_shape)
+
+    def call(self, inputs, mask=None):
+        real = ops.ones(ops.shape(inputs)[:2], "bool") if mask is None else ops.cast(mask, "bool")
+        weight = ops.expand_dims(ops.cast(real, inputs.dtype), -1)
+        count = ops.maximum(ops.sum(weight, axis=1), 1.0)
+        pooled = []
+        for mode in self.modes:
+            if mode == "mean":
+                pooled.append(ops.sum(inputs * weight, axis=1) / count)
+            elif mode == "max":
+                lowest = ops.min(inputs) - 1.0
+                top = ops.max(ops.where(weight > 0, inputs, lowest), axis=1)
+                pooled.append(ops.where(ops.sum(weight, axis=1) > 0, top, 0.0))
+            else:
+                logits = ops.where(weight > 0, self.score(inputs), -1e9)
+                attention = ops.softmax(logits, axis=1) * weight
+                pooled.append(ops.sum(inputs * attention, axis=1))
+        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] * len(self.modes))
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "modes": list(self.modes)}
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class Reverse(keras.layers.Layer):
+    """Reverse the time axis, mask included: padding ends up first, where a recurrence skips it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return ops.flip(inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None if mask is None else ops.flip(mask, axis=1)
