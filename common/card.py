@@ -31,6 +31,9 @@ class Card:
     train_videos_per_second: float
     validation: dict  # {"gap", "hit_at_one", "perr"} of the best epoch
     inference_videos_per_second: float | None = None  # filled by `submissions predict`
+    strategy: str | None = None  # trained models: tf.distribute strategy, its replicas, the Keras precision
+    replicas: int | None = None
+    precision: str | None = None
     config: dict = field(default_factory=dict)  # {"model": zoo config, "training": training options}
     created: str = ""  # ISO 8601, UTC
 

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from common.errors import InputError
+from common.errors import InputError, RunError
 
 
 def quiet_tensorflow() -> None:
@@ -12,12 +12,16 @@ def quiet_tensorflow() -> None:
 
 
 def run(main, argv=None) -> int:
-    """Call `main(argv)`; turn InputError (and a missing file) into `error: ...` and exit status 2."""
+    """Call `main(argv)`; turn InputError (and a missing file) into `error: ...` and exit status 2, and
+    RunError into `error: ...` and exit status 1."""
     try:
         return main(argv) or 0
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RunError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except FileNotFoundError as err:
         print(f"error: {err.filename}: no such file or folder", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""The one error type for bad input: a one-line message that names the file (and record or line)."""
+"""The errors a user sees as one line: bad input (naming the file, and record or line) and a failed run."""
 
 
 class InputError(Exception):
@@ -15,3 +15,8 @@ class InputError(Exception):
         self.problem = problem
         self.record = record
         self.line = line
+
+
+class RunError(Exception):
+    """A run that failed for a reason other than bad input (a lost worker). `str()` is the one line printed
+    before exiting with status 1."""

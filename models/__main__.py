@@ -25,7 +25,7 @@ def parse_config(pairs: list[str]) -> dict:
 
 def parser() -> argparse.ArgumentParser:
     from models import zoo
-    from models.train import DEFAULT_FRAMES, TrainOptions
+    from models.train import DEFAULT_FRAMES, PRECISIONS, STRATEGIES, TrainOptions
 
     defaults = TrainOptions()
     top = argparse.ArgumentParser(prog="python -m models",
@@ -54,6 +54,13 @@ def parser() -> argparse.ArgumentParser:
                         f"(default {defaults.patience})")
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
                    help="model configuration overrides, e.g. hidden=512 layers=2")
+    p.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy,
+                   help="tf.distribute: one device (default), the local GPUs or CPU (mirrored), or the "
+                        "machines in TF_CONFIG, each running this same command (multiworker); --batch-size "
+                        "stays the global batch (docs/scaling.md)")
+    p.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                   help="Keras mixed precision: mixed_bfloat16 on CPUs with BF16, mixed_float16 on GPUs; "
+                        "the recurrence, loss and output stay float32 (default float32)")
     return top
 
 
@@ -62,7 +69,8 @@ def main(argv=None) -> int:
     from models.train import TrainOptions, train
 
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                           frames=args.frames, seed=args.seed, patience=args.patience)
+                           frames=args.frames, seed=args.seed, patience=args.patience, strategy=args.strategy,
+                           precision=args.precision)
     train(args.model, args.train, args.validate, args.out, options, parse_config(args.config))
     return 0
 

@@ -1,9 +1,9 @@
-"""Batches for Keras straight from a feature store's memmaps (a frame-level store is never loaded whole)."""
+"""Batches straight from a feature store's memmaps (a frame-level store is never loaded whole)."""
 
 import math
 
-import keras
 import numpy as np
+import tensorflow as tf
 
 
 def model_inputs(store, indices, level: str, frames: int | None = None, sample: str = "even", rng=None):
@@ -21,42 +21,68 @@ def ordered_batches(num_videos: int, batch_size: int):
         yield np.arange(start, min(start + batch_size, num_videos))
 
 
-class StoreBatches(keras.utils.PyDataset):
-    """(inputs, dense 0/1 labels) batches of a store for `model.fit`.
+class StoreBatches:
+    """(inputs, targets) batches of a store: targets are the dense 0/1 labels (float32, B x classes).
 
     Training (shuffle=True): a new video order every epoch and T random frames per video; validation
-    (shuffle=False): videos in order, T evenly spaced frames. Every batch's randomness comes from
-    (seed, epoch, batch number) alone, so a run resumed at epoch e sees exactly the batches it would have.
+    (shuffle=False): videos in order, T evenly spaced frames. Under tf.distribute each replica reads only
+    its part of every global batch (`part`). All randomness comes from (seed, epoch, batch, part) alone, so
+    a run resumed at epoch e sees exactly the batches it would have.
     """
 
     def __init__(self, store, level: str, batch_size: int, frames: int | None = None,
                  shuffle: bool = False, seed: int = 0, epoch: int = 0):
-        super().__init__()
         self.store, self.level, self.batch_size, self.frames = store, level, batch_size, frames
         self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
-        self._order_epoch, self._order = None, None
+        self._order = None
 
     def __len__(self) -> int:
         return math.ceil(len(self.store) / self.batch_size)
 
     def order(self) -> np.ndarray:
         """This epoch's video order (a permutation drawn from (seed, epoch) when shuffling)."""
-        if self._order_epoch != self.epoch:
+        if self._order is None:
             n = len(self.store)
             rng = np.random.default_rng([self.seed, self.epoch])
             self._order = rng.permutation(n) if self.shuffle else np.arange(n)
-            self._order_epoch = self.epoch
         return self._order
 
-    def __getitem__(self, i: int):
+    def size(self, i: int) -> int:
+        """Videos in global batch i (the last one may be shorter)."""
+        return len(self.order()[i * self.batch_size:(i + 1) * self.batch_size])
+
+    def share(self, i: int, part: int = 0, parts: int = 1):
+        """(inputs, targets) of part `part` of `parts` equal slices of global batch i (one replica's share;
+        empty when the batch has fewer videos than parts)."""
         # Sorted within the batch: the batch is the same set, and the memmap reads go forward.
-        indices = np.sort(self.order()[i * self.batch_size:(i + 1) * self.batch_size])
+        batch = np.sort(self.order()[i * self.batch_size:(i + 1) * self.batch_size])
+        indices = np.array_split(batch, parts)[part]
         if self.shuffle:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
+            rng = np.random.default_rng([self.seed, self.epoch, i, part])
             x = model_inputs(self.store, indices, self.level, self.frames, "random", rng)
         else:
             x = model_inputs(self.store, indices, self.level, self.frames, "even")
-        return x, self.store.dense_labels(indices)
+        return x, self.targets(indices)
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
+    def __getitem__(self, i: int):
+        return self.share(i)
+
+    def targets(self, indices) -> np.ndarray:
+        """What the model learns to output for the videos `indices`: their 0/1 labels."""
+        return self.store.dense_labels(indices)
+
+    def dataset(self, context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """This epoch as tf.data for one worker of a tf.distribute strategy: for every global batch, the
+        shares of this worker's replicas in turn (`strategy.distribute_datasets_from_function`)."""
+        replicas = context.num_replicas_in_sync
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def shares():
+            for i in range(len(self)):
+                for part in range(first, first + local):
+                    yield self.share(i, part, replicas)
+
+        example = self.share(0, first, replicas)
+        spec = tf.nest.map_structure(lambda a: tf.TensorSpec((None, *a.shape[1:]), a.dtype), example)
+        return tf.data.Dataset.from_generator(shares, output_signature=spec).prefetch(2)

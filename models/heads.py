@@ -34,10 +34,10 @@ class MixtureOfExperts(keras.layers.Layer):
         self.num_classes, self.experts, self.l2 = int(num_classes), int(experts), float(l2)
         penalty = l2_penalty(self.l2, self.num_classes)
         self.gates = keras.layers.Dense(self.num_classes * (self.experts + 1), use_bias=False,
-                                        kernel_regularizer=penalty, name="gates")
+                                        kernel_regularizer=penalty, name="gates", dtype=self.dtype_policy)
         start = keras.initializers.Constant(prior_logit(self.num_classes, (self.experts + 1) / self.experts))
         self.expert_logits = keras.layers.Dense(self.num_classes * self.experts, kernel_regularizer=penalty,
-                                                bias_initializer=start, name="experts")
+                                                bias_initializer=start, name="experts", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.gates.build(input_shape)
@@ -62,14 +62,15 @@ def context_gating(x, name="context_gating"):
 
 
 def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False):
-    """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe"."""
+    """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe". The output
+    layer computes in float32 under every dtype policy: scores ranked to the 20th need its precision."""
     if gating:
         x = context_gating(x)
     if head == "moe":
-        return MixtureOfExperts(num_classes, experts, l2, name="moe")(x)
+        return MixtureOfExperts(num_classes, experts, l2, name="moe", dtype="float32")(x)
     if head != "logistic":
         raise ValueError(f"head must be one of {HEADS}, not {head!r}")
     penalty = l2_penalty(l2, num_classes)
     start = keras.initializers.Constant(prior_logit(num_classes))
     return keras.layers.Dense(num_classes, activation="sigmoid", kernel_regularizer=penalty,
-                              bias_initializer=start, name="logistic")(x)
+                              bias_initializer=start, name="logistic", dtype="float32")(x)

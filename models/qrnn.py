@@ -79,7 +79,7 @@ class QRNN(keras.layers.Layer):
         kernel = ops.reshape(self.kernel, (-1, width))
         # A 2-D matmul over all B * T steps: faster on CPU than the same product batched over B.
         pre = ops.matmul(ops.reshape(x, (-1, ops.shape(kernel)[0])), kernel) + self.bias
-        pre = ops.reshape(pre, (batch, steps, width))
+        pre = ops.reshape(ops.cast(pre, "float32"), (batch, steps, width))  # gates and recurrence in float32
         parts = ops.split(pre, len(self.gates), axis=-1)
         return dict(zip(self.gates, parts, strict=True))
 

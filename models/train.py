@@ -1,23 +1,30 @@
-"""Train a model of the zoo from two feature stores, with checkpoints, resume and early stopping.
+"""Train a model of the zoo from two feature stores: checkpoints, resume and early stopping, in one process
+or across machines (tf.distribute), in float32 or Keras mixed precision.
 
-The run folder gets model.keras (the best epoch by validation GAP), card.json, history.csv and
-training.png; checkpoints/ holds one folder per kept epoch while training and is removed at the end.
+The run folder gets model.keras (the best epoch by validation GAP), card.json, history.csv and training.png;
+checkpoints/ holds one folder per kept epoch while training and is removed at the end. With several workers
+every worker runs the same command and only the chief (worker 0) writes the run folder.
 """
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import tensorflow as tf
+from tqdm import tqdm
 
 from common.card import Card
-from common.errors import InputError
+from common.errors import InputError, RunError
 from common.files import atomic_path, write_json_atomic, write_text_atomic
 from features.store import Store
 from models import zoo
@@ -26,6 +33,11 @@ from models.inference import store_scores
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_gap", "val_hit_at_one", "val_perr", "lr", "seconds")
 DEFAULT_FRAMES = 32  # frames sampled per video (training: random; validation and prediction: evenly spaced)
+STRATEGIES = ("default", "mirrored", "multiworker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+WORKER_TIMEOUT = 600  # seconds a step waits for the other workers before the run fails
+LOST_WORKER = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError)  # what a collective operation raises when a peer is gone
 
 
 @dataclass
@@ -33,13 +45,15 @@ class TrainOptions:
     """How to train (the model's own shape lives in the zoo config)."""
 
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 64  # the global batch: split across replicas
     learning_rate: float | None = None  # Adam's rate in epoch 1 (None: the model's own, models.zoo)
     lr_decay: float = 0.9  # exponential decay per epoch: lr_e = learning_rate * lr_decay**e
     frames: int | None = None  # frame-level models: frames sampled per video (None: DEFAULT_FRAMES)
     seed: int = 0
     patience: int = 3  # stop after this many epochs without a better validation GAP
     clipnorm: float = 1.0  # gradient-norm clipping, as the starter code does
+    strategy: str = "default"  # tf.distribute: one device, the local devices ("mirrored"), TF_CONFIG's workers
+    precision: str = "float32"  # Keras dtype policy: float32, mixed_bfloat16 (CPUs), mixed_float16 (GPUs)
 
 
 @dataclass
@@ -53,6 +67,8 @@ class CheckpointState:
     stopped: bool  # early stopping fired
     history: list = field(default_factory=list)
     fingerprint: str = ""  # config + inputs; a checkpoint resumes only the same training
+    steady_videos: int = 0  # videos trained, and their seconds, without each process's first step (tracing)
+    steady_seconds: float = 0.0
 
 
 # ---------------------------------------------------------------- inputs and configuration
@@ -126,51 +142,124 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
     model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
 
 
-# ---------------------------------------------------------------- validation and callbacks
+# ---------------------------------------------------------------- workers, precision and the training step
 
 
-class Validate(keras.callbacks.Callback):
-    """After every epoch: the epoch's training seconds, then validation GAP, Hit@1 and PERR into the logs."""
+@dataclass
+class Workers:
+    """This process's place in the training job: its tf.distribute strategy and worker index (0: the chief,
+    which alone writes the run folder)."""
 
-    def __init__(self, store: Store, level: str, frames: int | None, batch_size: int):
-        super().__init__()
-        self.store, self.level, self.frames, self.batch_size = store, level, frames, batch_size
-        self.started = 0.0
+    strategy: tf.distribute.Strategy
+    index: int = 0
+    count: int = 1
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+    @property
+    def chief(self) -> bool:
+        return self.index == 0
 
-    def on_epoch_end(self, epoch, logs=None):
-        logs["seconds"] = time.perf_counter() - self.started
-        logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        scores = store_scores(self.model, self.store, self.level, self.frames, max(self.batch_size, 256))
-        logs["val_gap"], logs["val_hit_at_one"], logs["val_perr"] = scores.gap, scores.hit_at_one, scores.perr
+    @property
+    def name(self) -> str:
+        return f"worker {self.index} of {self.count}"
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """Record the epoch, track the best one (early stopping) and save a resumable checkpoint folder."""
+def tf_config_task() -> tuple[int, int]:
+    """(this worker's index, number of workers) from TF_CONFIG, counted as tf.distribute does (the chief
+    task, if any, first); InputError when TF_CONFIG is missing or does not place this process."""
+    usage = ('expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": I}} '
+             "(docs/scaling.md)")
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        raise InputError("TF_CONFIG", f"--strategy multiworker needs this environment variable: {usage}")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError("TF_CONFIG", f"not valid JSON ({err.msg})") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise InputError("TF_CONFIG", usage)
+    tasks = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind) or ()))]
+    me = (task.get("type"), task.get("index"))
+    if me not in tasks:
+        raise InputError("TF_CONFIG", f"task {me[0]} {me[1]} is not in the cluster; {usage}")
+    return tasks.index(me), len(tasks)
 
-    def __init__(self, folder: Path, state: CheckpointState, patience: int, best_weights=None):
-        super().__init__()
-        self.folder, self.state, self.patience = folder, state, patience
-        self.best_weights = best_weights
 
-    def on_epoch_end(self, epoch, logs=None):
-        state = self.state
-        row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_COLUMNS[1:]}}
-        state.history.append(row)
-        state.epoch = epoch + 1
-        if row["val_gap"] > state.best_gap or not state.best_epoch:  # (the first epoch even if GAP is NaN)
-            state.best_gap, state.best_epoch, state.stale = row["val_gap"], epoch + 1, 0
-            self.best_weights = self.model.get_weights()
-        else:
-            state.stale += 1
-            if state.stale >= self.patience:
-                state.stopped = self.model.stop_training = True
-        save_checkpoint(self.folder, self.model, state)
-        stop = f"; no better GAP in {state.stale} epochs: stopping early" if state.stopped else ""
-        print(f"epoch {epoch + 1}: best validation GAP {state.best_gap:.4f} (epoch {state.best_epoch}){stop}",
-              flush=True)
+def make_workers(strategy: str) -> Workers:
+    """The tf.distribute strategy `strategy` ("default", "mirrored" or "multiworker") for this process."""
+    if strategy == "default":
+        return Workers(tf.distribute.get_strategy())
+    if strategy == "mirrored":
+        return Workers(tf.distribute.MirroredStrategy())
+    index, count = tf_config_task()
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=WORKER_TIMEOUT)
+    return Workers(tf.distribute.MultiWorkerMirroredStrategy(communication_options=options), index, count)
+
+
+def agree(workers: Workers, out: Path, digest: str, start: int) -> None:
+    """Refuse to train unless every worker has the same configuration and inputs (`digest`) and starts at
+    the same epoch (`start`): one collective operation, so every worker must call it."""
+    if workers.count == 1:
+        return
+    strategy = workers.strategy
+    mine = tf.constant([[int(digest[:15], 16), start]], tf.int64)
+    every = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.identity(mine)), axis=0))().numpy()
+    if (every[:, 0] != every[0, 0]).any():
+        raise RunError(f"{out}: the workers were given different configurations or stores: run the same "
+                       "command, on the same stores, on every worker")
+    if (every[:, 1] != every[0, 1]).any():
+        raise RunError(f"{out}: the workers found different checkpoints (or outputs) in this run folder: it "
+                       "must be on a disk that every worker reads, like the stores")
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Keras' dtype policy `precision` for the models built or loaded inside the block (then the old one)."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def seed_states(model: keras.Model) -> list:
+    """The state variables of the model's random-number generators (QRNN zoneout, dropout)."""
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def make_train_step(model: keras.Model, strategy: tf.distribute.Strategy, seed: int):
+    """A tf.function that trains one global batch: every replica takes its share from the iterator and
+    computes its part of the batch's mean loss and its gradients; Keras' optimizer all-reduces them (and
+    scales the loss for float16). Returns the batch's loss."""
+    optimizer = model.optimizer
+    states = seed_states(model)
+    cross_entropy = keras.losses.BinaryCrossentropy(reduction="sum")  # in float32 under every policy
+
+    def replica_step(inputs, targets, videos, step):
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+        for k, state in enumerate(states):  # random draws from (seed, step, replica): a resume replays them
+            state.assign(tf.stack([(seed * 4096 + k) * 2**20 + replica, step * 16]))
+        with tf.GradientTape() as tape:
+            scores = model(inputs, training=True)
+            loss = cross_entropy(targets, scores) / videos  # this share's part of the global batch's mean
+            if model.losses:  # L2 penalties, counted once over all replicas
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            scaled = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)
+        return loss
+
+    @tf.function
+    def train_step(iterator, videos, step):
+        inputs, targets = next(iterator)
+        losses = strategy.run(replica_step, args=(inputs, targets, videos, step))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return train_step
+
+
+# ---------------------------------------------------------------- checkpoints
 
 
 def checkpoint_dirs(folder: Path) -> list[Path]:
@@ -189,21 +278,30 @@ def save_checkpoint(folder: Path, model: keras.Model, state: CheckpointState) ->
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path, digest: str):
-    """(model with optimizer state, CheckpointState, best weights) of the last checkpoint, or None when
-    there is none for this configuration and these inputs (then the old checkpoints are removed)."""
+def last_checkpoint(folder: Path, digest: str) -> tuple[Path, CheckpointState] | None:
+    """(folder, state) of the last checkpoint of this configuration and these inputs, or None (checkpoints
+    of another training are left for the chief's next checkpoint to replace)."""
     dirs = checkpoint_dirs(folder)
     if not dirs:
         return None
     state = CheckpointState(**json.loads((dirs[-1] / "state.json").read_text()))
     if state.fingerprint != digest:
         print(f"{folder}: checkpoints of another configuration or other inputs; starting over")
-        shutil.rmtree(folder)
         return None
-    model = keras.models.load_model(dirs[-1] / "model.keras")
-    best = folder / f"epoch-{state.best_epoch:04d}" / "model.keras"
-    best_weights = keras.models.load_model(best, compile=False).get_weights() if state.best_epoch else None
-    return model, state, best_weights
+    return dirs[-1], state
+
+
+def record_epoch(state: CheckpointState, row: dict, patience: int) -> bool:
+    """Add the epoch's history row; True when it is the best so far. Sets `stopped` after `patience` epochs
+    without a better validation GAP."""
+    state.history.append(row)
+    state.epoch = row["epoch"]
+    if row["val_gap"] > state.best_gap or not state.best_epoch:  # (the first epoch even if GAP is NaN)
+        state.best_gap, state.best_epoch, state.stale = row["val_gap"], row["epoch"], 0
+        return True
+    state.stale += 1
+    state.stopped = state.stale >= patience
+    return False
 
 
 # ---------------------------------------------------------------- outputs
@@ -257,70 +355,146 @@ def save_final_model(path: Path, name: str, num_classes: int, model_config: dict
 
 
 def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None = None,
-          model_config: dict | None = None, callbacks=(), verbose: int | str = "auto") -> Card:
+          model_config: dict | None = None, after_epoch: Callable[[int], None] | None = None,
+          verbose: int | str = "auto") -> Card | None:
     """Train model `name` and write the run folder `out`; re-running continues from its last checkpoint,
-    or says "up to date" when `out` already holds this training on these inputs. Returns the card."""
+    or says "up to date" when `out` already holds this training on these inputs. Returns the card (None on
+    a worker other than the chief). `after_epoch(epochs_done)` runs after each checkpoint; verbose=1 shows
+    a progress bar ("auto": on a terminal)."""
     options = options or TrainOptions()
     if options.learning_rate is None:
         options = dataclasses.replace(options, learning_rate=zoo.spec(name).learning_rate)
     if options.epochs < 1 or options.batch_size < 1 or options.patience < 1:
         raise InputError(out, "epochs, batch size and patience must be at least 1")
+    if options.strategy not in STRATEGIES or options.precision not in PRECISIONS:
+        raise InputError(out, f"strategy must be one of {', '.join(STRATEGIES)} and precision one of "
+                              f"{', '.join(PRECISIONS)}")
     out = Path(out)
     train_store, validate_store = open_stores(name, train_dir, validate_dir)
     config = resolve_config(name, model_config, options, train_dir, validate_dir)
-    level, frames = zoo.MODELS[name].level, config["training"]["frames"]
-    if up_to_date(out, config):
+    digest = fingerprint(config)
+    workers = make_workers(options.strategy)
+    try:
+        return run(name, train_store, validate_store, out, options, config, digest, workers, after_epoch,
+                   sys.stdout.isatty() if verbose == "auto" else verbose == 1)
+    except LOST_WORKER as err:
+        if workers.count == 1:
+            raise
+        lines = [line for line in str(err.message).splitlines() if line.strip()]
+        reason = next((line for line in lines if "aborted by" in line), lines[0] if lines else "")
+        raise RunError(f"{out}: {workers.name} lost contact with the other workers ({type(err).__name__}: "
+                       f"{reason.strip()}); run the same command on every worker again to resume from the "
+                       "last checkpoint") from None
+
+
+def run(name, train_store, validate_store, out: Path, options: TrainOptions, config: dict, digest: str,
+        workers: Workers, after_epoch, progress: bool) -> Card | None:
+    """train() once the inputs are checked: resume or build, train the remaining epochs, write the outputs."""
+    folder = out / "checkpoints"
+    skip = up_to_date(out, config)
+    resumed = None if skip else last_checkpoint(folder, digest)
+    agree(workers, out, digest, -1 if skip else resumed[1].epoch if resumed else 0)
+    if skip:
         print(f"{out}: up to date")
         return Card.load(out / "card.json")
 
-    folder = out / "checkpoints"
-    digest = fingerprint(config)
-    resumed = load_checkpoint(folder, digest)
+    level, frames = zoo.spec(name).level, config["training"]["frames"]
+    strategy = workers.strategy
+    with dtype_policy(options.precision):
+        with strategy.scope():
+            if resumed:
+                model = keras.models.load_model(resumed[0] / "model.keras")
+            else:
+                keras.utils.set_random_seed(options.seed)
+                model = zoo.build(name, train_store.num_classes, config["model"])
+                compile_model(model, options)
+                model.optimizer.build(model.trainable_variables)
+        evaluator = zoo.build(name, train_store.num_classes, config["model"])  # one replica, for validation
     if resumed:
-        model, state, best_weights = resumed
+        state = resumed[1]
         print(f"{out}: resuming from the checkpoint of epoch {state.epoch} of {options.epochs}")
+        best = folder / f"epoch-{state.best_epoch:04d}" / "model.keras"
+        best_weights = keras.models.load_model(best, compile=False).get_weights() if workers.chief else None
     else:
-        keras.utils.set_random_seed(options.seed)
-        model = zoo.build(name, train_store.num_classes, config["model"])
-        compile_model(model, options)
-        state = CheckpointState(0, 0, -1.0, 0, False, [], digest)
-        best_weights = None
+        state, best_weights = CheckpointState(0, 0, -1.0, 0, False, [], digest), None
+    replicas = strategy.num_replicas_in_sync
     print(f"training {name} ({model.count_params():,} parameters) on {len(train_store):,} videos, "
-          f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else ""))
+          f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else "")
+          + (f"; {options.strategy}: {replicas} replicas" if options.strategy != "default" else "")
+          + (f"; {options.precision}" if options.precision != "float32" else "")
+          + (f"; {workers.name}" if workers.count > 1 else ""), flush=True)
 
-    checkpoint = Checkpoint(folder, state, options.patience, best_weights)
-    if state.epoch < options.epochs and not state.stopped:
-        keras.utils.set_random_seed(options.seed + state.epoch)
-        batches = StoreBatches(train_store, level, options.batch_size, frames, shuffle=True,
-                               seed=options.seed, epoch=state.epoch)
-        # The starter code's exponential decay, per epoch; a function of the epoch alone, so a resume needs no state.
-        schedule = keras.callbacks.LearningRateScheduler(lambda e: options.learning_rate * options.lr_decay**e)
-        steps = [schedule,
-                 Validate(validate_store, level, frames, options.batch_size), checkpoint, *callbacks]
-        if verbose == "auto":
-            verbose = 1 if sys.stdout.isatty() else 2
-        # shuffle=False: StoreBatches shuffles itself, from (seed, epoch), so that a resume replays it.
-        model.fit(batches, epochs=options.epochs, initial_epoch=state.epoch, callbacks=steps, verbose=verbose,
-                  shuffle=False)
+    train_step = make_train_step(model, strategy, options.seed)
+    traced = False  # the first step of a process traces the graph: its time is left out of the steady rate
+    while state.epoch < options.epochs and not state.stopped:
+        epoch = state.epoch
+        model.optimizer.learning_rate = options.learning_rate * options.lr_decay**epoch  # starter's decay
+        batches = StoreBatches(train_store, level, options.batch_size, frames, shuffle=True, seed=options.seed,
+                               epoch=epoch)
+        iterator = iter(strategy.distribute_datasets_from_function(batches.dataset))
+        total, started = 0.0, time.perf_counter()
+        with tqdm(total=len(train_store), unit="video", desc=f"epoch {epoch + 1}/{options.epochs}",
+                  disable=not progress, dynamic_ncols=True, file=sys.stdout) as bar:
+            for i in range(len(batches)):
+                videos = batches.size(i)
+                step_started = time.perf_counter()
+                loss = float(train_step(iterator, tf.constant(videos, tf.float32),
+                                        tf.constant(epoch * len(batches) + i, tf.int64)))
+                if traced:
+                    state.steady_videos += videos
+                    state.steady_seconds += time.perf_counter() - step_started
+                traced = True
+                total += loss * videos
+                bar.update(videos)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        seconds = time.perf_counter() - started
 
-    final = save_final_model(out / "model.keras", name, train_store.num_classes, config["model"],
-                             checkpoint.best_weights)
+        evaluator.set_weights(model.get_weights())
+        scores = store_scores(evaluator, validate_store, level, frames, max(options.batch_size, 256))
+        row = {"epoch": epoch + 1, "loss": total / len(train_store), "val_gap": scores.gap,
+               "val_hit_at_one": scores.hit_at_one, "val_perr": scores.perr,
+               "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), "seconds": seconds}
+        if record_epoch(state, row, options.patience) and workers.chief:
+            best_weights = model.get_weights()
+        if workers.chief:
+            save_checkpoint(folder, model, state)
+        stop = f"; no better GAP in {state.stale} epochs: stopping early" if state.stopped else ""
+        print(f"epoch {epoch + 1}: loss {row['loss']:.4f}, {len(train_store) / seconds:,.0f} videos/s; "
+              f"validation GAP {scores.gap:.4f}, Hit@1 {scores.hit_at_one:.4f}, PERR {scores.perr:.4f}; "
+              f"best GAP {state.best_gap:.4f} (epoch {state.best_epoch}){stop}", flush=True)
+        if after_epoch:
+            after_epoch(state.epoch)
+
+    if not workers.chief:
+        print(f"{workers.name}: done; the chief (worker 0) writes the run folder")
+        return None
+    return finish(name, out, train_store, config, options, state, best_weights, replicas)
+
+
+def finish(name, out: Path, train_store, config: dict, options: TrainOptions, state: CheckpointState,
+           best_weights, replicas: int) -> Card:
+    """The chief's outputs: model.keras (best epoch), history.csv, training.png, card.json; no checkpoints."""
+    with dtype_policy(options.precision):
+        final = save_final_model(out / "model.keras", name, train_store.num_classes, config["model"],
+                                 best_weights)
     history = state.history
     best = history[state.best_epoch - 1]
     train_seconds = sum(row["seconds"] for row in history)
+    videos = len(train_store) * len(history)
+    rate = state.steady_videos / state.steady_seconds if state.steady_seconds > 0 else videos / train_seconds
     write_history(out / "history.csv", history)
     plot_history(out / "training.png", history, state.best_epoch, f"{out.name} ({name})")
     card = Card(
-        run=out.name, model=name, level=level, parameters=int(final.count_params()),
+        run=out.name, model=name, level=zoo.spec(name).level, parameters=int(final.count_params()),
         file_bytes=(out / "model.keras").stat().st_size, num_classes=train_store.num_classes,
         train_videos=len(train_store), epochs=len(history), best_epoch=state.best_epoch,
-        train_seconds=round(train_seconds, 3),
-        train_videos_per_second=round(len(train_store) * len(history) / max(train_seconds, 1e-9), 2),
+        train_seconds=round(train_seconds, 3), train_videos_per_second=round(rate, 2),
         validation={"gap": best["val_gap"], "hit_at_one": best["val_hit_at_one"], "perr": best["val_perr"]},
+        strategy=options.strategy, replicas=replicas, precision=options.precision,
         config=config, created=Card.now(),
     )
     card.save(out / "card.json")
-    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     print(f"{out}: best epoch {state.best_epoch} of {len(history)}, validation GAP {best['val_gap']:.4f}, "
           f"Hit@1 {best['val_hit_at_one']:.4f}, PERR {best['val_perr']:.4f}; "
           f"{card.parameters:,} parameters, {card.file_bytes / 1e6:.1f} MB")
