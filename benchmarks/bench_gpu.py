@@ -70,10 +70,11 @@ def main(argv=None) -> None:
         print("no GPU on this machine: nothing measured (see docs/scaling.md)")
         return
     sizes = [(8, 32), (16, 64)] if args.quick else [(b, t) for b in BATCHES for t in LENGTHS]
-    rows = [measure(b, t, args.hidden, 2 if args.quick else 10) for b, t in sizes]
+    runs = 2 if args.quick else 10
+    rows = [measure(b, t, args.hidden, runs) for b, t in sizes]
     lines = [f"{len(gpus)} GPU(s): {', '.join(g.name for g in gpus) or 'none (--quick on CPU)'}; one layer of "
              f"{args.hidden} units on {args.hidden}-d inputs; speed-up = LSTM seconds / QRNN seconds, best of "
-             "10; recurrence = the QRNN forward pass's share outside the gates' matrix product.", "",
+             f"{runs}; recurrence = the QRNN forward pass's share outside the gates' matrix product.", "",
              "| batch | length | inference speed-up | training speed-up | QRNN recurrence share |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['batch']} | {r['length']} | {r['inference']:.1f}x | {r['training']:.1f}x | "

@@ -28,7 +28,7 @@ class Card:
     epochs: int  # epochs trained (early stopping may stop before the requested number)
     best_epoch: int  # 1-based epoch whose weights model.keras holds
     train_seconds: float  # training time, validation excluded
-    train_videos_per_second: float
+    train_videos_per_second: float  # steady rate: each process's first step (graph tracing) left out
     validation: dict  # {"gap", "hit_at_one", "perr"} of the best epoch
     inference_videos_per_second: float | None = None  # filled by `submissions predict`
     strategy: str | None = None  # trained models: tf.distribute strategy, its replicas, the Keras precision
