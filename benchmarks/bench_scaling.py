@@ -19,12 +19,15 @@ Figures go to benchmarks/RESULTS.md (section "Scaling"); --quick runs tiny sizes
 
 import argparse
 import json
+import math
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,16 +37,18 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.results import write_section  # noqa: E402
 from common.card import Card  # noqa: E402
+from data.formats import FEATURE_SIZE  # noqa: E402
 from evaluation.score import score_files  # noqa: E402
 from features.store import Store  # noqa: E402
 from models import zoo  # noqa: E402
 from models.batches import StoreBatches, model_inputs, ordered_batches  # noqa: E402
 from models.inference import load_model_dir, sampled_frames  # noqa: E402
+from models.qrnn import POOLINGS  # noqa: E402
 from models.train import DEFAULT_FRAMES, TrainOptions, compile_model, dtype_policy, make_train_step  # noqa: E402
 from submissions.predict import predict  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FULL = dict(videos=(2000, 400, 400), seeds=(0, 1), epochs=3, batch=64, config=[], rounds=7, steps=3,
+FULL = dict(videos=(2000, 400, 400), seeds=(0, 1), epochs=3, batch=64, config=[], rounds=15, steps=2,
             predict_batches=4, predict_rounds=3)
 QUICK = dict(videos=(96, 48, 48), seeds=(0,), epochs=1, batch=16, config=["hidden=32"], rounds=2, steps=2,
              predict_batches=2, predict_rounds=1)
@@ -146,47 +151,71 @@ def quality_section(results: dict, sizes: dict) -> str:
 # ---------------------------------------------------------------- 2. speed
 
 
+def gate_shape(batch: int, config: dict) -> tuple[int, int, int]:
+    """(rows, depth, width) of the qrnn's gate product in a training step: (B*T, window*1152, gates*hidden)."""
+    cfg = zoo.make_config("qrnn", config)
+    return batch * DEFAULT_FRAMES, cfg.window * FEATURE_SIZE, len(POOLINGS[cfg.pooling]) * cfg.hidden
+
+
+def gate_products(precision: str, batch: int, config: dict) -> Callable[[], None]:
+    """The qrnn's two large matrix products of a training step alone, at its shapes: the gates' forward
+    product (B*T, window*1152) x (window*1152, gates*hidden) and the kernel's gradient."""
+    dtype = "bfloat16" if precision == "mixed_bfloat16" else "float32"
+    rows, depth, width = gate_shape(batch, config)
+    x, kernel, grad = (tf.cast(tf.random.normal(shape), dtype) for shape in ((rows, depth), (depth, width),
+                                                                            (rows, width)))
+    products = tf.function(lambda: (tf.matmul(x, kernel), tf.matmul(x, grad, transpose_a=True)))
+    return lambda: [float(tf.reduce_sum(tf.cast(p[:1, :1], tf.float32))) for p in products()]
+
+
 def training_steps(world: Path, sizes: dict) -> dict:
-    """(model, precision) -> best videos/s of training steps, interleaved round by round; every step reads
-    its batch from the store as training does."""
+    """(model, precision) -> seconds of each round's training steps, interleaved round by round; every step
+    reads its batch from the store as training does. ("qrnn products", precision): the same for the qrnn's
+    two large matrix products alone."""
     store = Store(world / "train")
     assert 1 + sizes["rounds"] * sizes["steps"] <= len(store) // sizes["batch"], "too few batches in an epoch"
     strategy = tf.distribute.get_strategy()
-    steps, rates = {}, {key: [] for key in SPEED}
+    config = dict(c.split("=") for c in sizes["config"])
+    runs = {}
     for model, precision in SPEED:
         level = zoo.spec(model).level
         data = StoreBatches(store, level, sizes["batch"], DEFAULT_FRAMES if level == "frame" else None,
                             shuffle=True, seed=0)
         with dtype_policy(precision):
             keras.utils.set_random_seed(0)
-            net = zoo.build(model, store.num_classes, dict(c.split("=") for c in sizes["config"])
-                            if model == "qrnn" else None)
+            net = zoo.build(model, store.num_classes, config if model == "qrnn" else None)
             compile_model(net, TrainOptions(learning_rate=zoo.spec(model).learning_rate))
             net.optimizer.build(net.trainable_variables)
         iterator = iter(strategy.distribute_datasets_from_function(data.dataset))
         step = make_train_step(net, strategy, 0)
-        float(step(iterator, tf.constant(float(sizes["batch"])), tf.constant(0, tf.int64)))  # trace
-        steps[(model, precision)] = (step, iterator)
+        videos = tf.constant(float(sizes["batch"]))
+        runs[(model, precision)] = lambda step=step, it=iterator, v=videos: float(step(it, v, tf.constant(0, tf.int64)))
+        runs[(model, precision)]()  # trace
+    for precision in PRECISIONS:
+        runs[("qrnn products", precision)] = gate_products(precision, sizes["batch"], config)
+        runs[("qrnn products", precision)]()
+    seconds = {key: [] for key in runs}
     for r in range(sizes["rounds"]):
-        for key, (step, iterator) in steps.items():
+        for key, run in runs.items():
             started = time.perf_counter()
-            for i in range(sizes["steps"]):
-                float(step(iterator, tf.constant(float(sizes["batch"])), tf.constant(i, tf.int64)))
-            rates[key].append(sizes["batch"] * sizes["steps"] / (time.perf_counter() - started))
-        print(f"training steps, round {r + 1}: " + ", ".join(f"{m} {p} {v[-1]:.0f}" for (m, p), v in rates.items()),
-              flush=True)
-    return {key: max(values) for key, values in rates.items()}
+            for _ in range(sizes["steps"]):
+                run()
+            seconds[key].append((time.perf_counter() - started) / sizes["steps"])
+        print(f"round {r + 1}, seconds per step: " + ", ".join(f"{m} {p} {v[-1]:.3f}" for (m, p), v in
+                                                               seconds.items()), flush=True)
+    return seconds
 
 
 def prediction(folders: dict, world: Path, sizes: dict) -> dict:
-    """precision -> (best videos/s of the trained model's forward passes over the same batches, interleaved
-    round by round; best videos/s of whole `submissions predict` runs on the training store, interleaved)."""
+    """("forward" | "predict", precision) -> seconds per video of the trained qrnn models, interleaved round
+    by round: the forward passes alone over the same batches, and whole `submissions predict` runs on the
+    training store (its steady rate)."""
     store = Store(world / "train")
     loaded = {p: load_model_dir(folders[p]) for p in PRECISIONS}
     frames = sampled_frames(loaded["float32"][1])
     indices = list(ordered_batches(len(store), 256))[:sizes["predict_batches"]]
     inputs = [model_inputs(store, batch, "frame", frames, "even") for batch in indices]
-    forward, whole = {p: [] for p in PRECISIONS}, {p: [] for p in PRECISIONS}
+    seconds = {(kind, p): [] for kind in ("forward", "predict") for p in PRECISIONS}
     for model, _ in loaded.values():
         model.predict_on_batch(inputs[0])  # trace
     for _ in range(sizes["rounds"]):
@@ -194,44 +223,73 @@ def prediction(folders: dict, world: Path, sizes: dict) -> dict:
             started = time.perf_counter()
             for x in inputs:
                 model.predict_on_batch(x)
-            forward[precision].append(sum(map(len, indices)) / (time.perf_counter() - started))
+            seconds[("forward", precision)].append((time.perf_counter() - started) / sum(map(len, indices)))
     for r in range(sizes["predict_rounds"]):
         for precision in PRECISIONS:
             csv = folders[precision].with_name(f"{folders[precision].name}-train-{r}.csv")
-            whole[precision].append(predict(folders[precision], world / "train", csv).videos_per_second)
-    return {p: (max(forward[p]), max(whole[p])) for p in PRECISIONS}
+            seconds[("predict", precision)].append(1 / predict(folders[precision], world / "train",
+                                                               csv).videos_per_second)
+    return seconds
 
 
-def speed_section(steps: dict, predicted: dict, cards: dict, sizes: dict, world: Path) -> str:
-    lines = [f"On {label(world)}, in one process; best of {sizes['rounds']} interleaved rounds. Training: "
-             f"{sizes['steps']} steps of batch {sizes['batch']} per round and configuration, each batch read from "
-             f"the store as training reads it ({DEFAULT_FRAMES} random frames per video for frame-level models). "
-             "The card's rate is that of the whole `models train` run (one process, its first step left out), "
-             "measured while the machine's load changed.", "",
-             "| model | precision | training steps videos/s | card's training videos/s |", "|---|---|---|---|"]
-    for (model, precision), rate in steps.items():
+def ratios(seconds: dict, key: str) -> str:
+    """float32 / mixed_bfloat16 time of `key`, round by round: median (lowest to highest)."""
+    each = sorted(a / b for a, b in zip(seconds[(key, "float32")], seconds[(key, "mixed_bfloat16")], strict=True))
+    return f"{statistics.median(each):.2f}x ({each[0]:.2f}-{each[-1]:.2f})"
+
+
+def speed_section(steps: dict, predicted: dict, cards: dict, sizes: dict, world: Path, load: tuple) -> str:
+    batch, config = sizes["batch"], dict(c.split("=") for c in sizes["config"])
+    lines = [f"On {label(world)}, in one process, {sizes['rounds']} interleaved rounds (the machine's load average "
+             f"was {load[0]:.1f} before and {load[1]:.1f} after, on 2 cores: other jobs shared it). Training: "
+             f"{sizes['steps']} steps of batch {batch} per round and configuration, each batch read from the store "
+             f"as training reads it ({DEFAULT_FRAMES} random frames per video for frame-level models); videos/s of "
+             "the best round. The card's rate is that of the whole `models train` run above (one process, its "
+             "first step left out).", "",
+             "| model | precision | training steps: videos/s | card's training videos/s |", "|---|---|---|---|"]
+    for (model, precision), values in steps.items():
+        if model == "qrnn products":
+            continue
         card = cards.get((model, precision))
-        lines.append(f"| {model} | {precision} | {rate:.1f} | {card.train_videos_per_second:.1f} |" if card else
-                     f"| {model} | {precision} | {rate:.1f} | |")
-    f32, bf16 = steps[("qrnn", "float32")], steps[("qrnn", "mixed_bfloat16")]
-    lstm = steps[("lstm", "mixed_bfloat16")] / steps[("lstm", "float32")]
+        lines.append(f"| {model} | {precision} | {batch / min(values):.1f} | "
+                     + (f"{card.train_videos_per_second:.1f} |" if card else "|"))
+    step_f32 = statistics.median(steps[("qrnn", "float32")])
+    share = statistics.median(a / b for a, b in zip(steps[("qrnn products", "float32")], steps[("qrnn", "float32")],
+                                                    strict=True))
     lines += ["", f"Prediction, the trained qrnn models: the forward passes alone over {sizes['predict_batches']} "
-              f"batches of 256 videos (best of {sizes['rounds']}), and whole `submissions predict` runs over the "
-              f"{sizes['videos'][0]:,}-video training store, CSV included (best of {sizes['predict_rounds']}).", "",
+              f"batches of 256 videos ({sizes['rounds']} rounds), and whole `submissions predict` runs over the "
+              f"{sizes['videos'][0]:,}-video training store, reading and CSV included ({sizes['predict_rounds']} "
+              "rounds); videos/s of the best round.", "",
               "| precision | forward pass videos/s | `submissions predict` videos/s |", "|---|---|---|"]
-    lines += [f"| {p} | {predicted[p][0]:.1f} | {predicted[p][1]:.1f} |" for p in PRECISIONS]
-    lines += ["", f"**mixed_bfloat16 / float32, qrnn: training {bf16 / f32:.2f}x, forward pass "
-                  f"{predicted['mixed_bfloat16'][0] / predicted['float32'][0]:.2f}x, `submissions predict` "
-                  f"{predicted['mixed_bfloat16'][1] / predicted['float32'][1]:.2f}x as fast (lstm training "
-                  f"{lstm:.2f}x).**"]
+    lines += [f"| {p} | {1 / min(predicted[('forward', p)]):.1f} | {1 / min(predicted[('predict', p)]):.1f} |"
+              for p in PRECISIONS]
+    lines += ["", "mixed_bfloat16 against float32, time ratio round by round, median (lowest-highest):", "",
+              f"- **qrnn training step: {ratios(steps, 'qrnn')} as fast**; lstm: {ratios(steps, 'lstm')};",
+              f"- **prediction: forward pass {ratios(predicted, 'forward')}, `submissions predict` "
+              f"{ratios(predicted, 'predict')} as fast**;",
+              f"- where the qrnn's training time goes: its two large matrix products alone (the gates' forward "
+              f"product and the kernel's gradient, {4 * math.prod(gate_shape(batch, config)) / 1e9:.0f} GFLOP "
+              f"per step) take {share:.0%} of a float32 step (median "
+              f"{step_f32:.2f} s) and run {ratios(steps, 'qrnn products')} as fast in bfloat16 (oneDNN's "
+              "AVX-512 BF16 kernels); the rest of the step runs in float32 in both. With a fraction p of the "
+              "time sped up s times, the step gains 1 / (1 - p + p / s): "
+              f"{1 / (1 - share + share / products_speedup(steps)):.2f}x here."]
     return "\n".join(lines)
 
 
-def epochs_section(steps: dict) -> str:
+def products_speedup(steps: dict) -> float:
+    return statistics.median(a / b for a, b in zip(steps[("qrnn products", "float32")],
+                                                   steps[("qrnn products", "mixed_bfloat16")], strict=True))
+
+
+def epochs_section(steps: dict, batch: int) -> str:
     lines = [f"One epoch of the {TRAIN_VIDEOS:,} training videos of YouTube-8M 2018 (video level and frame "
-             "level alike) at the training-step rates above, on one machine like this one: videos / rate.", "",
-             "| model | features | precision | videos/s | one epoch |", "|---|---|---|---|---|"]
-    for (model, precision), rate in steps.items():
+             "level alike) at the best training-step rates above, on one machine like this one: videos / rate.",
+             "", "| model | features | precision | videos/s | one epoch |", "|---|---|---|---|---|"]
+    for (model, precision), values in steps.items():
+        if model == "qrnn products":
+            continue
+        rate = batch / min(values)
         seconds = TRAIN_VIDEOS / rate
         lines.append(f"| {model} | {zoo.spec(model).level} | {precision} | {rate:.1f} | {TRAIN_VIDEOS:,} / "
                      f"{rate:.1f} = {seconds:,.0f} s = {seconds / 3600:.1f} h |")
@@ -253,14 +311,16 @@ def main(argv=None) -> None:
             results[world] = quality(world, tmp, sizes)
             print(quality_section({world: results[world]}, sizes), flush=True)
         world = worlds[0]
+        before = os.getloadavg()[0]
         steps = training_steps(world, sizes)
         predicted = prediction(results[world]["folders"], world, sizes)
+        load = (before, os.getloadavg()[0])
         cards = {("qrnn", p): results[world]["cards"][p] for p in PRECISIONS}
         body = "\n\n".join([
             "### Quality: two workers and mixed_bfloat16 against one process in float32\n\n"
             + quality_section(results, sizes),
-            "### Speed: float32 and mixed_bfloat16\n\n" + speed_section(steps, predicted, cards, sizes, world),
-            "### Expected time per epoch of the full dataset\n\n" + epochs_section(steps)])
+            "### Speed: float32 and mixed_bfloat16\n\n" + speed_section(steps, predicted, cards, sizes, world, load),
+            "### Expected time per epoch of the full dataset\n\n" + epochs_section(steps, sizes["batch"])])
     print(body)
     if not args.quick:
         command = "python -m benchmarks.bench_scaling" + (" --stores " + " ".join(map(str, args.stores))

@@ -399,17 +399,8 @@ def run(name, train_store, validate_store, out: Path, options: TrainOptions, con
         return Card.load(out / "card.json")
 
     level, frames = zoo.spec(name).level, config["training"]["frames"]
-    strategy = workers.strategy
-    with dtype_policy(options.precision):
-        with strategy.scope():
-            if resumed:
-                model = keras.models.load_model(resumed[0] / "model.keras")
-            else:
-                keras.utils.set_random_seed(options.seed)
-                model = zoo.build(name, train_store.num_classes, config["model"])
-                compile_model(model, options)
-                model.optimizer.build(model.trainable_variables)
-        evaluator = zoo.build(name, train_store.num_classes, config["model"])  # one replica, for validation
+    model, evaluator = build_models(name, train_store.num_classes, config, options, workers.strategy,
+                                    resumed[0] / "model.keras" if resumed else None)
     if resumed:
         state = resumed[1]
         print(f"{out}: resuming from the checkpoint of epoch {state.epoch} of {options.epochs}")
@@ -417,51 +408,36 @@ def run(name, train_store, validate_store, out: Path, options: TrainOptions, con
         best_weights = keras.models.load_model(best, compile=False).get_weights() if workers.chief else None
     else:
         state, best_weights = CheckpointState(0, 0, -1.0, 0, False, [], digest), None
-    replicas = strategy.num_replicas_in_sync
+    replicas = workers.strategy.num_replicas_in_sync
     print(f"training {name} ({model.count_params():,} parameters) on {len(train_store):,} videos, "
           f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else "")
           + (f"; {options.strategy}: {replicas} replicas" if options.strategy != "default" else "")
           + (f"; {options.precision}" if options.precision != "float32" else "")
           + (f"; {workers.name}" if workers.count > 1 else ""), flush=True)
 
-    train_step = make_train_step(model, strategy, options.seed)
+    train_step = make_train_step(model, workers.strategy, options.seed)
     traced = False  # the first step of a process traces the graph: its time is left out of the steady rate
     while state.epoch < options.epochs and not state.stopped:
         epoch = state.epoch
         model.optimizer.learning_rate = options.learning_rate * options.lr_decay**epoch  # starter's decay
         batches = StoreBatches(train_store, level, options.batch_size, frames, shuffle=True, seed=options.seed,
                                epoch=epoch)
-        iterator = iter(strategy.distribute_datasets_from_function(batches.dataset))
-        total, started = 0.0, time.perf_counter()
-        with tqdm(total=len(train_store), unit="video", desc=f"epoch {epoch + 1}/{options.epochs}",
-                  disable=not progress, dynamic_ncols=True, file=sys.stdout) as bar:
-            for i in range(len(batches)):
-                videos = batches.size(i)
-                step_started = time.perf_counter()
-                loss = float(train_step(iterator, tf.constant(videos, tf.float32),
-                                        tf.constant(epoch * len(batches) + i, tf.int64)))
-                if traced:
-                    state.steady_videos += videos
-                    state.steady_seconds += time.perf_counter() - step_started
-                traced = True
-                total += loss * videos
-                bar.update(videos)
-                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        seconds = time.perf_counter() - started
-
+        loss, seconds = train_epoch(train_step, batches, workers.strategy, state, traced, progress,
+                                    f"epoch {epoch + 1}/{options.epochs}")
+        traced = True
         evaluator.set_weights(model.get_weights())
         scores = store_scores(evaluator, validate_store, level, frames, max(options.batch_size, 256))
-        row = {"epoch": epoch + 1, "loss": total / len(train_store), "val_gap": scores.gap,
-               "val_hit_at_one": scores.hit_at_one, "val_perr": scores.perr,
-               "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), "seconds": seconds}
+        row = {"epoch": epoch + 1, "loss": loss, "val_gap": scores.gap, "val_hit_at_one": scores.hit_at_one,
+               "val_perr": scores.perr, "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+               "seconds": seconds}
         if record_epoch(state, row, options.patience) and workers.chief:
             best_weights = model.get_weights()
         if workers.chief:
             save_checkpoint(folder, model, state)
         stop = f"; no better GAP in {state.stale} epochs: stopping early" if state.stopped else ""
-        print(f"epoch {epoch + 1}: loss {row['loss']:.4f}, {len(train_store) / seconds:,.0f} videos/s; "
-              f"validation GAP {scores.gap:.4f}, Hit@1 {scores.hit_at_one:.4f}, PERR {scores.perr:.4f}; "
-              f"best GAP {state.best_gap:.4f} (epoch {state.best_epoch}){stop}", flush=True)
+        print(f"epoch {epoch + 1}: loss {loss:.4f}, {len(train_store) / seconds:,.0f} videos/s; validation GAP "
+              f"{scores.gap:.4f}, Hit@1 {scores.hit_at_one:.4f}, PERR {scores.perr:.4f}; best GAP "
+              f"{state.best_gap:.4f} (epoch {state.best_epoch}){stop}", flush=True)
         if after_epoch:
             after_epoch(state.epoch)
 
@@ -469,6 +445,45 @@ def run(name, train_store, validate_store, out: Path, options: TrainOptions, con
         print(f"{workers.name}: done; the chief (worker 0) writes the run folder")
         return None
     return finish(name, out, train_store, config, options, state, best_weights, replicas)
+
+
+def build_models(name: str, num_classes: int, config: dict, options: TrainOptions,
+                 strategy: tf.distribute.Strategy, checkpoint: Path | None) -> tuple[keras.Model, keras.Model]:
+    """(the compiled model to train, in the strategy's scope: from `checkpoint` or new; a plain copy of it
+    for validation, whose weights are set before use), both in the options' precision."""
+    with dtype_policy(options.precision):
+        with strategy.scope():
+            if checkpoint:
+                model = keras.models.load_model(checkpoint)
+            else:
+                keras.utils.set_random_seed(options.seed)
+                model = zoo.build(name, num_classes, config["model"])
+                compile_model(model, options)
+                model.optimizer.build(model.trainable_variables)
+        return model, zoo.build(name, num_classes, config["model"])
+
+
+def train_epoch(train_step, batches: StoreBatches, strategy: tf.distribute.Strategy, state: CheckpointState,
+                traced: bool, progress: bool, title: str) -> tuple[float, float]:
+    """One epoch of `batches`: (mean training loss, seconds). Adds the steps after the process's first to
+    the state's steady videos and seconds."""
+    iterator = iter(strategy.distribute_datasets_from_function(batches.dataset))
+    total, started = 0.0, time.perf_counter()
+    with tqdm(total=len(batches.store), unit="video", desc=title, disable=not progress, dynamic_ncols=True,
+              file=sys.stdout) as bar:
+        for i in range(len(batches)):
+            videos = batches.size(i)
+            step_started = time.perf_counter()
+            loss = float(train_step(iterator, tf.constant(videos, tf.float32),
+                                    tf.constant(batches.epoch * len(batches) + i, tf.int64)))
+            if traced:
+                state.steady_videos += videos
+                state.steady_seconds += time.perf_counter() - step_started
+            traced = True
+            total += loss * videos
+            bar.update(videos)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+    return total / len(batches.store), time.perf_counter() - started
 
 
 def finish(name, out: Path, train_store, config: dict, options: TrainOptions, state: CheckpointState,
