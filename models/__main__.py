@@ -1,4 +1,5 @@
-"""`python -m models train ...`: parse the arguments and call models.train.train."""
+"""`python -m models train|ensemble|export ...`: parse the arguments and call models.train.train,
+models.ensemble.make_ensemble or models.export.export."""
 
 import argparse
 import json
@@ -25,17 +26,20 @@ def parse_config(pairs: list[str]) -> dict:
 
 def parser() -> argparse.ArgumentParser:
     from models import zoo
+    from models.distill import TEACHER_WEIGHT
+    from models.export import WEIGHTS
     from models.train import DEFAULT_FRAMES, TrainOptions
 
     defaults = TrainOptions()
     top = argparse.ArgumentParser(prog="python -m models",
-                                  description="Train YouTube-8M models from feature stores.")
+                                  description="Train YouTube-8M models from feature stores, combine them "
+                                              "into ensembles, export them with smaller weights.")
     commands = top.add_subparsers(dest="command", required=True)
     p = commands.add_parser(
         "train", help="train one model; writes model.keras, card.json, history.csv, training.png",
         description="Train a model of the zoo. Re-running the same command resumes from the last checkpoint, "
                     "or says 'up to date' when the run folder already holds this training.")
-    p.add_argument("--model", required=True, help="logistic, moe, lstm, qrnn or qrnn-video")
+    p.add_argument("--model", required=True, help=", ".join(zoo.MODELS))
     p.add_argument("--train", required=True, metavar="STORE", help="training feature store folder")
     p.add_argument("--validate", required=True, metavar="STORE", help="validation feature store folder")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder, e.g. workspace/models/<run>")
@@ -54,16 +58,47 @@ def parser() -> argparse.ArgumentParser:
                         f"(default {defaults.patience})")
     p.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
                    help="model configuration overrides, e.g. hidden=512 layers=2")
+    p.add_argument("--teacher", metavar="MODEL_DIR", default=None,
+                   help="distillation: train on a mix of the labels and this model folder's scores (any model "
+                        "folder, an ensemble included; it must predict the same classes and read the store)")
+    p.add_argument("--teacher-weight", type=float, default=TEACHER_WEIGHT, metavar="W",
+                   help=f"the teacher's share of the targets: (1 - W) labels + W teacher (default {TEACHER_WEIGHT})")
+
+    e = commands.add_parser(
+        "ensemble", help="combine trained model folders into one; writes model.keras and card.json",
+        description="Fit the members' weights by GAP@20 on a validation store and write one model folder "
+                    "that predicts like any other (the members are sub-models of its model.keras).")
+    e.add_argument("--members", required=True, nargs="+", metavar="DIR", help="two or more model folders")
+    e.add_argument("--validate", required=True, metavar="STORE", help="labelled store to fit the weights on")
+    e.add_argument("--out", required=True, metavar="DIR", help="the ensemble's folder, e.g. workspace/models/<run>")
+
+    x = commands.add_parser(
+        "export", help="write a smaller copy of a model folder (float16 or int8 weights)",
+        description="Rewrite a model folder with float16 or int8 weights; its card gives the size and the "
+                    "change in validation GAP, measured on the store named in the source card.")
+    x.add_argument("--model", required=True, metavar="DIR", help="a model folder (trained, ensemble, ...)")
+    x.add_argument("--out", required=True, metavar="DIR", help="the export's folder")
+    x.add_argument("--weights", required=True, choices=WEIGHTS, help="the weight type")
     return top
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from models.train import TrainOptions, train
+    if args.command == "ensemble":
+        from models.ensemble import make_ensemble
 
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                           frames=args.frames, seed=args.seed, patience=args.patience)
-    train(args.model, args.train, args.validate, args.out, options, parse_config(args.config))
+        make_ensemble(args.members, args.validate, args.out)
+    elif args.command == "export":
+        from models.export import export
+
+        export(args.model, args.out, args.weights)
+    else:
+        from models.train import TrainOptions, train
+
+        options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                               frames=args.frames, seed=args.seed, patience=args.patience, teacher=args.teacher,
+                               teacher_weight=args.teacher_weight)
+        train(args.model, args.train, args.validate, args.out, options, parse_config(args.config))
     return 0
 
 

@@ -6,13 +6,18 @@ import keras
 import numpy as np
 
 
-def model_inputs(store, indices, level: str, frames: int | None = None, sample: str = "even", rng=None):
+def model_inputs(store, indices, level: str, frames: int | None = None, sample: str = "even", rng=None,
+                 video: bool = False):
     """The model's input for the videos `indices`: a (B, 1152) float32 array for video-level models, or
-    {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,)} with T sampled frames for frame-level ones."""
+    {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,)} with T sampled frames for frame-level ones;
+    `video` adds "video": the store's mean of all frames (for the video-level members of an ensemble)."""
     if level == "video":
         return store.video(indices)
     batch, lengths = store.frames(indices, sample=sample, num_samples=frames, rng=rng)
-    return {"frames": batch, "num_frames": np.asarray(lengths, dtype=np.int32)}
+    inputs = {"frames": batch, "num_frames": np.asarray(lengths, dtype=np.int32)}
+    if video:
+        inputs["video"] = store.video(indices)
+    return inputs
 
 
 def ordered_batches(num_videos: int, batch_size: int):
@@ -22,17 +27,20 @@ def ordered_batches(num_videos: int, batch_size: int):
 
 
 class StoreBatches(keras.utils.PyDataset):
-    """(inputs, dense 0/1 labels) batches of a store for `model.fit`.
+    """(inputs, targets (B, classes)) batches of a store for `model.fit`.
 
     Training (shuffle=True): a new video order every epoch and T random frames per video; validation
     (shuffle=False): videos in order, T evenly spaced frames. Every batch's randomness comes from
     (seed, epoch, batch number) alone, so a run resumed at epoch e sees exactly the batches it would have.
+    `targets(indices)` gives what the model learns to predict: by default the 0/1 labels (distillation
+    mixes in a teacher's scores: models.distill).
     """
 
     def __init__(self, store, level: str, batch_size: int, frames: int | None = None,
-                 shuffle: bool = False, seed: int = 0, epoch: int = 0):
+                 shuffle: bool = False, seed: int = 0, epoch: int = 0, targets=None):
         super().__init__()
         self.store, self.level, self.batch_size, self.frames = store, level, batch_size, frames
+        self.targets = targets or store.dense_labels
         self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
         self._order_epoch, self._order = None, None
 
@@ -56,7 +64,7 @@ class StoreBatches(keras.utils.PyDataset):
             x = model_inputs(self.store, indices, self.level, self.frames, "random", rng)
         else:
             x = model_inputs(self.store, indices, self.level, self.frames, "even")
-        return x, self.store.dense_labels(indices)
+        return x, self.targets(indices)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

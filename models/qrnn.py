@@ -21,6 +21,8 @@ class QRNN(keras.layers.Layer):
     probability, during training only, that a unit's forget gate is forced to 1 (it keeps its state).
     A mask (B, T) marks real frames: padded steps leave the state unchanged, so the output is the
     hidden state at the last real frame (sequence outputs are zero at padded steps).
+    `quantize("int8")` (Keras' quantization API, used by models.export) stores the kernel as int8 with one
+    scale per output column and dequantizes it in call.
     """
 
     def __init__(self, units, window=2, pooling="fo", zoneout=0.0, return_sequences=False, seed=None,
@@ -39,12 +41,35 @@ class QRNN(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        depth = input_shape[-1]
         # kernel[j] multiplies the input j - (window - 1) steps away (j = window - 1 is the current step).
-        self.kernel = self.add_weight(name="kernel", shape=(self.window, depth, len(self.gates) * self.units),
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight(name="bias", shape=(len(self.gates) * self.units,), initializer="zeros")
+        self._add_weights((self.window, input_shape[-1], len(self.gates) * self.units))
+
+    def _add_weights(self, shape):
+        int8 = self.quantization_mode == "int8"
+        self.kernel = self.add_weight(name="kernel", shape=shape, dtype="int8" if int8 else None,
+                                      initializer="zeros" if int8 else self.kernel_initializer,
+                                      regularizer=None if int8 else self.kernel_regularizer, trainable=not int8)
+        self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros")
+        if int8:  # kernel = int8 values / kernel_scale
+            self.kernel_scale = self.add_weight(name="kernel_scale", shape=(shape[-1],), initializer="ones",
+                                                trainable=False)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """int8 weights: the kernel quantized by abs-max per output column (the inputs stay float)."""
+        if mode != "int8":
+            raise NotImplementedError(f"QRNN quantizes to int8 only, not {mode}")
+        values, scale = keras.quantizers.abs_max_quantize(self.kernel, axis=(0, 1), to_numpy=True)
+        bias, shape = ops.convert_to_numpy(self.bias), self.kernel.shape
+        del self.kernel, self.bias
+        self._is_quantized = True
+        self.dtype_policy = f"int8_from_{self.dtype_policy.name}"
+        self._add_weights(shape)
+        self.kernel.assign(values)
+        self.bias.assign(bias)
+        self.kernel_scale.assign(ops.reshape(scale, (-1,)))
+
+    def _int8_call(self, inputs, mask=None, training=None):
+        return self.call(inputs, mask=mask, training=training)
 
     def call(self, inputs, mask=None, training=None):
         gates = self._gates(inputs)
@@ -76,7 +101,10 @@ class QRNN(keras.layers.Layer):
             padded = ops.pad(x, [[0, 0], [self.window - 1, 0], [0, 0]])
             x = ops.concatenate([padded[:, j:j + steps] for j in range(self.window)], axis=-1)
         width = len(self.gates) * self.units
-        kernel = ops.reshape(self.kernel, (-1, width))
+        kernel = self.kernel
+        if self.quantization_mode == "int8":
+            kernel = ops.cast(kernel, self.compute_dtype) / self.kernel_scale
+        kernel = ops.reshape(kernel, (-1, width))
         # A 2-D matmul over all B * T steps: faster on CPU than the same product batched over B.
         pre = ops.matmul(ops.reshape(x, (-1, ops.shape(kernel)[0])), kernel) + self.bias
         pre = ops.reshape(pre, (batch, steps, width))

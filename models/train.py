@@ -20,7 +20,7 @@ from common.card import Card
 from common.errors import InputError
 from common.files import atomic_path, write_json_atomic, write_text_atomic
 from features.store import Store
-from models import zoo
+from models import distill, zoo
 from models.batches import StoreBatches
 from models.inference import store_scores
 
@@ -40,6 +40,8 @@ class TrainOptions:
     seed: int = 0
     patience: int = 3  # stop after this many epochs without a better validation GAP
     clipnorm: float = 1.0  # gradient-norm clipping, as the starter code does
+    teacher: str | None = None  # distillation: a model folder whose scores mix into the targets (models.distill)
+    teacher_weight: float = distill.TEACHER_WEIGHT  # the teacher's share of the targets
 
 
 @dataclass
@@ -84,6 +86,7 @@ def resolve_config(name: str, model_config: dict | None, options: TrainOptions, 
     training["frames"] = (options.frames or DEFAULT_FRAMES) if zoo.spec(name).level == "frame" else None
     training["train"] = str(Path(train_dir).resolve())
     training["validate"] = str(Path(validate_dir).resolve())
+    training["teacher"] = str(Path(options.teacher).resolve()) if options.teacher else None
     return json.loads(json.dumps({"model": model, "training": training}))
 
 
@@ -267,6 +270,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         raise InputError(out, "epochs, batch size and patience must be at least 1")
     out = Path(out)
     train_store, validate_store = open_stores(name, train_dir, validate_dir)
+    teacher = distill.open_teacher(options.teacher, train_store, options.teacher_weight) if options.teacher else None
     config = resolve_config(name, model_config, options, train_dir, validate_dir)
     level, frames = zoo.MODELS[name].level, config["training"]["frames"]
     if up_to_date(out, config):
@@ -286,13 +290,18 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         state = CheckpointState(0, 0, -1.0, 0, False, [], digest)
         best_weights = None
     print(f"training {name} ({model.count_params():,} parameters) on {len(train_store):,} videos, "
-          f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else ""))
+          f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else "")
+          + (f"; distilled from {teacher.folder} (targets {teacher.weight:g} teacher)" if teacher else ""))
 
     checkpoint = Checkpoint(folder, state, options.patience, best_weights)
     if state.epoch < options.epochs and not state.stopped:
+        targets = None
+        if teacher:  # scored once (the file is named for this training, so a resume reuses it)
+            scores = distill.teacher_scores(teacher, train_store, folder / f"teacher-{digest[:16]}.npy")
+            targets = distill.MixedTargets(train_store, scores, teacher.weight)
         keras.utils.set_random_seed(options.seed + state.epoch)
         batches = StoreBatches(train_store, level, options.batch_size, frames, shuffle=True,
-                               seed=options.seed, epoch=state.epoch)
+                               seed=options.seed, epoch=state.epoch, targets=targets)
         # The starter code's exponential decay, per epoch; a function of the epoch alone, so a resume needs no state.
         schedule = keras.callbacks.LearningRateScheduler(lambda e: options.learning_rate * options.lr_decay**e)
         steps = [schedule,
@@ -317,7 +326,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         train_seconds=round(train_seconds, 3),
         train_videos_per_second=round(len(train_store) * len(history) / max(train_seconds, 1e-9), 2),
         validation={"gap": best["val_gap"], "hit_at_one": best["val_hit_at_one"], "perr": best["val_perr"]},
-        config=config, created=Card.now(),
+        config=config, created=Card.now(), teacher=teacher.describe() if teacher else None,
     )
     card.save(out / "card.json")
     shutil.rmtree(folder, ignore_errors=True)

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import keras
 
 from common.errors import InputError
-from data.formats import AUDIO_SIZE, FEATURE_SIZE
+from data.formats import AUDIO_SIZE, FEATURE_SIZE, RGB_SIZE
 from models.heads import HEADS, classifier
 from models.inputs import FrameFeatures, VideoChunks
+from models.nextvlad import FeatureRange, batch_norm, nextvlad, se_context_gating
 from models.pooling import Reverse, TemporalPooling
 from models.qrnn import POOLINGS, qrnn_stack
 
@@ -79,6 +80,23 @@ class QrnnVideoConfig(QrnnConfig):
 
     chunk: int = 128
     zoneout: float = 0.0  # 9 steps: nothing to gain from zoneout (the measured GAP 0.50 was without)
+
+
+@dataclass
+class NextVladConfig:
+    """NeXtVLAD (models.nextvlad) scaled for a CPU: rgb frames pooled into `clusters` clusters of `groups`
+    groups, audio into half as many of each; a hidden layer with SE context gating, then the head. The
+    2018 paper's best single model (79M parameters) had 128 clusters and a 2,048-wide hidden layer."""
+
+    clusters: int = 32
+    groups: int = 8
+    expansion: int = 2
+    hidden: int = 1024
+    gating_reduction: int = 8
+    dropout: float = 0.5  # on the pooled features, training only (the paper's)
+    head: str = "logistic"  # or "moe"
+    experts: int = 2  # moe head only
+    l2: float = 1e-8
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,21 @@ def build_qrnn_video(num_classes, cfg: QrnnVideoConfig):
     return keras.Model(inputs, _head(_qrnn(x, cfg), num_classes, cfg), name="qrnn_video")
 
 
+def build_nextvlad(num_classes, cfg: NextVladConfig):
+    inputs, x = _frame_inputs()
+    rgb = nextvlad(FeatureRange(0, RGB_SIZE, name="rgb")(x), cfg.clusters, cfg.groups, cfg.expansion,
+                   "rgb_nextvlad")
+    audio = nextvlad(FeatureRange(RGB_SIZE, FEATURE_SIZE, name="audio")(x), max(cfg.clusters // 2, 1),
+                     max(cfg.groups // 2, 1), cfg.expansion, "audio_nextvlad")
+    h = keras.layers.Concatenate(name="pooled")([rgb, audio])
+    h = batch_norm("pooled_bn")(h)
+    h = keras.layers.Dropout(cfg.dropout, name="pooled_dropout")(h)
+    h = keras.layers.Dense(cfg.hidden, use_bias=False, name="hidden")(h)
+    h = batch_norm("hidden_bn")(h)
+    h = se_context_gating(h, cfg.gating_reduction)
+    return keras.Model(inputs, classifier(h, num_classes, cfg.head, cfg.experts, cfg.l2), name="nextvlad")
+
+
 MODELS = {
     "logistic": ModelSpec("video", LogisticConfig, build_logistic, "logistic regression (starter code)", 0.03),
     "moe": ModelSpec("video", MoeConfig, build_moe, "mixture of experts (starter code)", 0.03),
@@ -159,6 +192,7 @@ MODELS = {
     "qrnn": ModelSpec("frame", QrnnConfig, build_qrnn, "frame-level QRNN", 0.003),
     "qrnn-video": ModelSpec("video", QrnnVideoConfig, build_qrnn_video, "QRNN over chunks of video features",
                             0.01),
+    "nextvlad": ModelSpec("frame", NextVladConfig, build_nextvlad, "NeXtVLAD (Lin et al. 2018)", 0.003),
 }
 
 
@@ -216,7 +250,8 @@ def _convert(name, key, value, default):
 def _check(name, cfg):
     """Refuse values the builders cannot use, naming the field."""
     problems = []
-    for field in ("hidden", "layers", "window", "experts", "chunk"):
+    for field in ("hidden", "layers", "window", "experts", "chunk", "clusters", "groups", "expansion",
+                  "gating_reduction"):
         if getattr(cfg, field, 1) < 1:
             problems.append(f"{field} must be at least 1")
     if getattr(cfg, "pooling", "fo") not in POOLINGS:
@@ -229,5 +264,11 @@ def _check(name, cfg):
         problems.append("l2 must not be negative")
     if hasattr(cfg, "chunk") and cfg.chunk >= 1 and AUDIO_SIZE % cfg.chunk:
         problems.append(f"chunk must divide {AUDIO_SIZE} (each step all rgb or all audio)")
+    if hasattr(cfg, "groups") and cfg.groups >= 1 and cfg.expansion >= 1 and (
+            cfg.expansion * RGB_SIZE % cfg.groups or cfg.expansion * AUDIO_SIZE % max(cfg.groups // 2, 1)):
+        problems.append(f"groups must divide expansion x {RGB_SIZE} (rgb) and half of them expansion x "
+                        f"{AUDIO_SIZE} (audio)")
+    if not 0.0 <= getattr(cfg, "dropout", 0.0) < 1.0:
+        problems.append("dropout must be in [0, 1)")
     if problems:
         raise InputError(f"{name} config", "; ".join(problems))

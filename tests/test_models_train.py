@@ -23,8 +23,9 @@ from models.train import HISTORY_COLUMNS, TrainOptions, train
 from tests.conftest import REPO
 
 CLASSES = 6
+# small enough that every model trains in seconds
 TINY = {"logistic": {}, "moe": {}, "lstm": {"hidden": 8}, "qrnn": {"hidden": 8},
-        "qrnn-video": {"hidden": 8, "chunk": 64}}  # small enough that every model trains in seconds
+        "qrnn-video": {"hidden": 8, "chunk": 64}, "nextvlad": {"clusters": 4, "groups": 4, "hidden": 8}}
 QUICK = TrainOptions(epochs=2, batch_size=16, frames=6, patience=2)
 
 

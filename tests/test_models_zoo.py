@@ -18,6 +18,7 @@ SMALL = {  # small configurations so the tests stay fast; the defaults are check
     "lstm": {"hidden": 8, "layers": 2, "head": "moe", "context_gating": True},
     "qrnn": {"hidden": 8, "layers": 2, "dense": True, "head": "moe", "context_gating": True, "zoneout": 0.2},
     "qrnn-video": {"hidden": 8, "chunk": 64, "pooling": "ifo"},
+    "nextvlad": {"clusters": 4, "groups": 4, "hidden": 16, "gating_reduction": 4, "head": "moe"},
 }
 
 
@@ -54,7 +55,7 @@ def test_model_builds_predicts_and_reloads(name, tmp_path):
     assert loaded.count_params() == model.count_params()
 
 
-@pytest.mark.parametrize("name", ["qrnn", "lstm"])
+@pytest.mark.parametrize("name", ["qrnn", "lstm", "nextvlad"])
 def test_frame_models_ignore_padding(name):
     model = zoo.build(name, CLASSES, SMALL[name])
     x = _batch("frame", np.random.default_rng(1), batch=3, steps=5)
@@ -96,6 +97,16 @@ def test_parameter_counts_match_hand_computation():
     assert qrnn.count_params() == 2 * d * 3 * h + 3 * h + h * c + c  # window 2, z f o gates; logistic head
     assert qrnn.count_params() <= 12_000_000
     assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + h * c + c
+    v, h = zoo.NextVladConfig(), zoo.NextVladConfig().hidden
+    rgb_audio = ((1024, v.groups, v.clusters), (128, v.groups // 2, v.clusters // 2))  # (features, G, K)
+    pooled = sum(k * v.expansion * n // g for n, g, k in rgb_audio)  # K clusters x (expanded / G) features
+    nextvlad = sum(n * v.expansion * n + v.expansion * n  # expansion
+                   + v.expansion * n * g + g  # group attention
+                   + v.expansion * n * g * k + 4 * g * k  # cluster assignment (no bias) and its batch norm
+                   + k * v.expansion * n // g for n, g, k in rgb_audio)  # cluster centres
+    gating = h * (h // 8) + 4 * (h // 8) + (h // 8) * h + h  # squeeze (no bias), batch norm, excite
+    assert zoo.build("nextvlad", c).count_params() == 16_401_186 == (
+        nextvlad + 4 * pooled + pooled * h + 4 * h + gating + h * c + c)  # BN, hidden (no bias), BN, head
 
 
 def test_config_overrides_and_refusals():
@@ -109,6 +120,8 @@ def test_config_overrides_and_refusals():
         ("qrnn", {"layers": 0}, "layers must be at least 1"),
         ("qrnn-video", {"chunk": 96}, "chunk must divide 128"),
         ("lstm", {"head": "svm"}, "head must be one of"),
+        ("nextvlad", {"groups": 6}, "groups must divide expansion x 1024"),
+        ("nextvlad", {"clusters": 0}, "clusters must be at least 1"),
         ("logistic", {"experts": 2}, "unknown key 'experts'"),
         ("resnet", {}, "unknown model 'resnet'"),
     ]:

@@ -1,0 +1,88 @@
+"""models.distill: a student trains on labels mixed with a teacher's scores, the card names the teacher, and a
+teacher that cannot score the training store is refused in one line before anything is written."""
+
+import numpy as np
+import pytest
+
+from common import cli
+from common.card import Card
+from features.store import Store
+from models import distill, ensemble
+from models.__main__ import main as models_main
+from models.inference import iter_scores, load_model_dir
+from models.train import TrainOptions, train
+from tests.test_models_inference import write_run
+from tests.test_models_train import CLASSES, make_store
+
+QUICK = TrainOptions(epochs=1, batch_size=16, frames=6, patience=1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distill")
+    train_dir = make_store(root / "train", 48, seed=31).path
+    validate_dir = make_store(root / "validate", 24, seed=32).path
+    train("logistic", train_dir, validate_dir, root / "teacher", QUICK, verbose=0)
+    return root, train_dir, validate_dir
+
+
+def test_teacher_scores_are_computed_once_and_mixed_into_the_targets(setup, tmp_path):
+    root, train_dir, _ = setup
+    store = Store(train_dir)
+    teacher = distill.open_teacher(root / "teacher", store, 0.25)
+    path = tmp_path / "scores.npy"
+    scores = distill.teacher_scores(teacher, store, path)
+    model, card = load_model_dir(root / "teacher")
+    want = np.concatenate([s for _, s in iter_scores(model, card, store)])
+    assert scores.dtype == np.float16 and scores.shape == (48, CLASSES)
+    np.testing.assert_allclose(scores, want, rtol=1e-3, atol=1e-4)
+    stamp = path.stat().st_mtime_ns
+    assert distill.teacher_scores(teacher, store, path) is not None and path.stat().st_mtime_ns == stamp
+
+    indices = np.array([3, 7, 8])
+    targets = distill.MixedTargets(store, scores, 0.25)(indices)
+    expected = 0.75 * store.dense_labels(indices) + 0.25 * scores[indices].astype(np.float32)
+    np.testing.assert_allclose(targets, expected, rtol=1e-6)
+    assert targets.dtype == np.float32
+
+
+def test_a_distilled_run_names_its_teacher_an_ensemble_included(setup, tmp_path):
+    root, train_dir, validate_dir = setup
+    write_run(tmp_path / "untrained", "moe", {})
+    ensemble.make_ensemble([root / "teacher", tmp_path / "untrained"], validate_dir, tmp_path / "ens",
+                           progress=False)
+    options = TrainOptions(epochs=1, batch_size=16, frames=6, patience=1, teacher=str(tmp_path / "ens"),
+                           teacher_weight=0.5)
+    card = train("qrnn", train_dir, validate_dir, tmp_path / "student", options, {"hidden": 8}, verbose=0)
+    assert card.teacher["folder"] == str((tmp_path / "ens").resolve())
+    assert (card.teacher["model"], card.teacher["weight"]) == ("ensemble", 0.5)
+    assert card.config["training"]["teacher"] == str((tmp_path / "ens").resolve())
+    assert Card.load(tmp_path / "student").teacher == card.teacher
+    assert not (tmp_path / "student" / "checkpoints").exists()  # the teacher's scores went with them
+    plain = train("qrnn", train_dir, validate_dir, tmp_path / "plain", QUICK, {"hidden": 8}, verbose=0)
+    assert plain.teacher is None and plain.config["training"]["teacher"] is None
+
+
+def test_a_teacher_that_does_not_match_is_refused_in_one_line(setup, tmp_path, capsys):
+    root, train_dir, validate_dir = setup
+    other = tmp_path / "other"
+    write_run(other, "moe", {})
+    card = Card.load(other)
+    card.num_classes = CLASSES + 2
+    card.save(other)
+    frame_teacher = tmp_path / "frame"
+    write_run(frame_teacher, "qrnn", {"hidden": 4})
+    video_store = make_store(tmp_path / "video", 8, seed=33, level="video").path
+    cases = [
+        (train_dir, other, f"the teacher predicts {CLASSES + 2} classes, but the training store {train_dir} "
+                           f"has {CLASSES}"),
+        (video_store, frame_teacher, f"a frame-level teacher cannot score the video-level training store "
+                                     f"{video_store}"),
+        (train_dir, tmp_path, "not a model folder (model.keras and card.json expected), so it cannot teach"),
+    ]
+    for store, teacher, problem in cases:
+        args = ["train", "--model", "logistic", "--train", str(store), "--validate", str(validate_dir),
+                "--out", str(tmp_path / "run"), "--epochs", "1", "--teacher", str(teacher)]
+        assert cli.run(models_main, args) == 2
+        assert capsys.readouterr().err == f"error: {teacher}: {problem}\n"
+        assert not (tmp_path / "run").exists()
