@@ -9,15 +9,16 @@ usage() {
 Usage: ./run_all.sh [options]
 
 Runs every stage: shards (train, validate, test) -> feature stores -> training of each model ->
-top-20 CSVs of validate and test -> scores of validate -> the leaderboard. Stages already done are
-skipped; a failing stage stops the run and is named.
+top-20 CSVs of validate and test -> scores of validate -> an ensemble of every model trained (weights
+fitted on validate; its CSVs and score too) -> the leaderboard. Stages already done are skipped; a
+failing stage stops the run and is named.
 
 Options:
   --workdir DIR     workspace folder (default $YT8M_WORKDIR or ./workspace)
   --source SRC      synthetic (default): generated frame-level shards;
                     yt8m: download a small part of the official 2018 video-level shards (needs network);
                     DIR: shards already on disk, in DIR/{train,validate,test}/ or named DIR/{train,validate,test}*.tfrecord
-  --models LIST     comma-separated models (default: qrnn,lstm,moe,logistic for frame-level data,
+  --models LIST     comma-separated models (default: qrnn,nextvlad,lstm,moe,logistic for frame-level data,
                     qrnn-video,moe,logistic for video-level data)
   --videos N        training videos (synthetic: generated, default 2000; yt8m: downloaded, default 40000);
                     validate and test get N/5 each
@@ -187,19 +188,12 @@ done
 wait_for_stages
 LEVEL=$(grep -o '"level": *"[a-z]*"' "$FEATURES/train/manifest.json" | grep -o '[a-z]*"$' | tr -d '"')
 if [ -z "$MODELS" ]; then
-  MODELS=$([ "$LEVEL" = frame ] && echo qrnn,lstm,moe,logistic || echo qrnn-video,moe,logistic)
+  MODELS=$([ "$LEVEL" = frame ] && echo qrnn,nextvlad,lstm,moe,logistic || echo qrnn-video,moe,logistic)
 fi
 
 # ---------------------------------------------------------------- 3-5. models, submissions, scores
-IFS=, read -r -a model_list <<< "$MODELS"
-runs=()
-for model in "${model_list[@]}"; do
-  run="$DATASET-$model"
-  runs+=("$run")
-  dir="$WORK/models/$run"
-  stage "train $run" "$dir/model.keras" "$FEATURES/train" "$FEATURES/validate" -- \
-    "$PY" -m models train --model "$model" --train "$FEATURES/train" --validate "$FEATURES/validate" \
-    --out "$dir" --epochs "$EPOCHS"
+predict_and_score() {  # predict_and_score RUN: the run's validate and test CSVs, then its validation score
+  local run=$1 dir="$WORK/models/$1" split csv
   for split in validate test; do
     [ -f "$FEATURES/$split/manifest.json" ] || continue
     csv="$WORK/submissions/${run}_$split.csv"
@@ -211,7 +205,33 @@ for model in "${model_list[@]}"; do
     "$WORK/submissions/${run}_validate.csv" "$FEATURES/validate" -- \
     "$PY" -m evaluation score --submission "$WORK/submissions/${run}_validate.csv" \
     --truth "$FEATURES/validate" --workdir "$WORK"
+}
+
+IFS=, read -r -a model_list <<< "$MODELS"
+runs=()
+for model in "${model_list[@]}"; do
+  run="$DATASET-$model"
+  runs+=("$run")
+  dir="$WORK/models/$run"
+  stage "train $run" "$dir/model.keras" "$FEATURES/train" "$FEATURES/validate" -- \
+    "$PY" -m models train --model "$model" --train "$FEATURES/train" --validate "$FEATURES/validate" \
+    --out "$dir" --epochs "$EPOCHS"
+  predict_and_score "$run"
 done
+
+# every model trained, combined into one (member weights fitted on validate), predicted and scored the same way
+if [ "${#runs[@]}" -ge 2 ]; then
+  members=() member_files=()
+  for run in "${runs[@]}"; do
+    members+=("$WORK/models/$run")
+    member_files+=("$WORK/models/$run/model.keras")
+  done
+  run="$DATASET-ensemble"
+  stage "ensemble $run" "$WORK/models/$run/model.keras" "${member_files[@]}" "$FEATURES/validate" -- \
+    "$PY" -m models ensemble --members "${members[@]}" --validate "$FEATURES/validate" --out "$WORK/models/$run"
+  predict_and_score "$run"
+  runs+=("$run")
+fi
 
 # ---------------------------------------------------------------- 6. leaderboard (always: it is quick)
 echo "== leaderboard"
@@ -246,6 +266,7 @@ Done in ${minutes}m${seconds}s. Files (workspace $WORK):
   shards         ${SHARDS[train]%/*}  (train, validate, test)
   feature stores $FEATURES/{train,validate,test}
   models         $WORK/models/$DATASET-<model>/  model.keras, card.json, history.csv, training.png
+                 $WORK/models/$DATASET-ensemble/  model.keras (every model above as a member), card.json
   submissions    $WORK/submissions/$DATASET-<model>_{validate,test}.csv
   scores         $WORK/evaluation/scores/$DATASET-<model>_validate.json
   leaderboard    $WORK/evaluation/leaderboard.md (also .csv and .png)

@@ -63,6 +63,9 @@ def parser() -> argparse.ArgumentParser:
                         "folder, an ensemble included; it must predict the same classes and read the store)")
     p.add_argument("--teacher-weight", type=float, default=TEACHER_WEIGHT, metavar="W",
                    help=f"the teacher's share of the targets: (1 - W) labels + W teacher (default {TEACHER_WEIGHT})")
+    p.add_argument("--transfer", metavar="STORE", default=None,
+                   help="with --teacher: a store (e.g. unlabelled test videos) whose videos join the training, "
+                        "the teacher's scores as their targets")
 
     e = commands.add_parser(
         "ensemble", help="combine trained model folders into one; writes model.keras and card.json",
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
 
         options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                                frames=args.frames, seed=args.seed, patience=args.patience, teacher=args.teacher,
-                               teacher_weight=args.teacher_weight)
+                               teacher_weight=args.teacher_weight, transfer=args.transfer)
         train(args.model, args.train, args.validate, args.out, options, parse_config(args.config))
     return 0
 

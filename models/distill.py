@@ -4,6 +4,10 @@ The teacher is any model folder (a trained run, an ensemble, an export). It scor
 before training, into a float16 file beside the checkpoints (videos x classes on disk, 2 bytes a score, read
 a batch at a time); every training batch then mixes its rows into the targets, so distillation costs one
 prediction pass over the training store and nothing per step.
+
+A teacher remembers the videos its models trained on, and there its scores are little more than the labels.
+A transfer store adds videos it did not train on (unlabelled ones, such as a test split): they join the
+training with the teacher's scores as their whole target.
 """
 
 from dataclasses import dataclass
@@ -24,21 +28,25 @@ TEACHER_WEIGHT = 0.5  # the teacher's share of the targets (the best of 0.5 / 0.
 
 @dataclass
 class Teacher:
-    """A teacher's model folder, its card, and its share w of the targets."""
+    """A teacher's model folder, its card, its share w of the targets, and the transfer store if any."""
 
     folder: Path
     card: Card
     weight: float
+    transfer: Store | None = None
 
     def describe(self) -> dict:
         """What the student's card says about its teacher."""
         return {"folder": str(self.folder.resolve()), "run": self.card.run, "model": self.card.model,
                 "level": self.card.level, "validation_gap": self.card.validation.get("gap"),
-                "weight": self.weight}
+                "weight": self.weight, "transfer": str(self.transfer.path.resolve()) if self.transfer else None,
+                "transfer_videos": len(self.transfer) if self.transfer else 0}
 
 
-def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT) -> Teacher:
-    """The teacher in `folder`, refused with one line when it cannot score the training store."""
+def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT, transfer=None,
+                 level: str = "video") -> Teacher:
+    """The teacher in `folder` (and the `transfer` store for a `level` model), refused with one line when
+    the teacher cannot score the training videos."""
     folder = Path(folder)
     if not ((folder / "model.keras").is_file() and (folder / "card.json").is_file()):
         raise InputError(folder, "not a model folder (model.keras and card.json expected), so it cannot teach")
@@ -51,7 +59,52 @@ def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT) -> 
                                  f"{train_store.path}")
     if not 0.0 < weight <= 1.0:
         raise InputError("--teacher-weight", f"must be in (0, 1], not {weight}")
-    return Teacher(folder, card, weight)
+    if transfer is None:
+        return Teacher(folder, card, weight)
+    store = Store(transfer)
+    if store.num_classes != train_store.num_classes:
+        raise InputError(transfer, f"{store.num_classes} classes, but the training store has {train_store.num_classes}")
+    if store.level != "frame" and (level == "frame" or card.level == "frame"):
+        raise InputError(transfer, "a video-level store, but the student or the teacher reads frames")
+    return Teacher(folder, card, weight, store)
+
+
+class Joined:
+    """A training store followed by a transfer store, read as one: videos 0..n-1 are the training store's.
+    Offers what batches and prediction read from a store (frames, video features, labels, ids)."""
+
+    def __init__(self, first: Store, second: Store):
+        self.first, self.second, self.path = first, second, first.path
+        self.level = "frame" if first.level == second.level == "frame" else "video"
+        self.num_classes = first.num_classes
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    def _join(self, indices, read):
+        """read(store, rows) for each store's share of `indices`, put back in the order of `indices`."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        mine = idx < len(self.first)
+        parts = [read(self.first, idx[mine]), read(self.second, idx[~mine] - len(self.first))]
+        if not isinstance(parts[0], tuple):
+            parts = [(part,) for part in parts]
+        joined = []
+        for a, b in zip(*parts, strict=True):
+            out = np.empty((len(idx), *a.shape[1:]), a.dtype)
+            out[mine], out[~mine] = a, b
+            joined.append(out)
+        return tuple(joined) if len(joined) > 1 else joined[0]
+
+    def frames(self, indices, **kwargs):
+        return self._join(indices, lambda store, rows: store.frames(rows, **kwargs))
+
+    def video(self, indices):
+        return self._join(indices, lambda store, rows: store.video(rows))
+
+    def dense_labels(self, indices):
+        """The training store's labels; zeros for the transfer store's videos (their labels are not used)."""
+        return self._join(indices, lambda store, rows: store.dense_labels(rows) if store is self.first
+                          else np.zeros((len(rows), self.num_classes), np.float32))
 
 
 def teacher_scores(teacher: Teacher, store: Store, path: Path, batch_size: int = 256) -> np.ndarray:
@@ -76,13 +129,23 @@ def teacher_scores(teacher: Teacher, store: Store, path: Path, batch_size: int =
 
 @dataclass
 class MixedTargets:
-    """targets(indices) for models.batches.StoreBatches: (1 - w) * 0/1 labels + w * the teacher's scores."""
+    """targets(indices) for models.batches.StoreBatches: (1 - w) * 0/1 labels + w * the teacher's scores
+    for the first `labelled` videos; the teacher's scores alone for the others (a transfer store's)."""
 
-    store: Store
+    store: Store | Joined
     scores: np.ndarray  # (N, C), the teacher's scores of the store's videos
     weight: float
+    labelled: int
 
     def __call__(self, indices) -> np.ndarray:
-        labels = self.store.dense_labels(indices)
-        teacher = np.asarray(self.scores[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
-        return (1.0 - self.weight) * labels + self.weight * teacher
+        idx = np.asarray(indices, dtype=np.int64)
+        teacher = np.asarray(self.scores[idx], dtype=np.float32)
+        weight = np.where(idx < self.labelled, self.weight, 1.0).astype(np.float32)[:, None]
+        return (1.0 - weight) * self.store.dense_labels(idx) + weight * teacher
+
+
+def training_targets(teacher: Teacher, train_store: Store, path: Path) -> tuple[Store | Joined, MixedTargets]:
+    """(the videos to train on, their targets): the training store and the transfer store if any, scored
+    by the teacher once into `path`."""
+    videos = train_store if teacher.transfer is None else Joined(train_store, teacher.transfer)
+    return videos, MixedTargets(videos, teacher_scores(teacher, videos, path), teacher.weight, len(train_store))

@@ -6,7 +6,8 @@ trained on) when it has video-level members. The weights (non-negative, summing 
 validation store by GAP@20 with a coordinate search, without N x C scores in memory: for every video the fit
 keeps only the union of each member's top CANDIDATES labels, every member's scores for them, and each
 member's CANDIDATES-th best score, which bounds the combined score of every label left out, so the fit
-knows for which videos its combined top 20 is exact.
+knows for which videos its combined top 20 is exact. The card's validation metrics are the fit's when it
+proves every video's top 20 (the usual case), else those of the saved model scored end to end.
 """
 
 import time
@@ -181,9 +182,10 @@ def collect_candidates(members: list[Member], store: Store, k: int = CANDIDATES,
                       truth, num_classes)
 
 
-def evaluate(cand: Candidates, weights, space: str = SPACE, k: int = K) -> tuple[Scores, int]:
-    """GAP@k, Hit@1 and PERR of the weighted mean on the candidates, and the number of videos whose top k
-    is provably the ensemble's own (its k-th candidate scores at least the bound of every label left out)."""
+def combined_top_k(cand: Candidates, weights, space: str = SPACE, k: int = K):
+    """Each video's k best (labels (N, k), probabilities (N, k)) of the weighted mean among its candidates
+    (label -1: fewer candidates than k), and whether that top k is provably the ensemble's own (N,): its
+    k-th score is at least the bound of every label left out."""
     weights = np.asarray(weights, np.float64)
     combined = np.tensordot(weights, transform(cand.scores, space), axes=1)  # (N, M * k)
     combined[cand.labels < 0] = -np.inf
@@ -191,10 +193,15 @@ def evaluate(cand: Candidates, weights, space: str = SPACE, k: int = K) -> tuple
     best = np.take_along_axis(combined, top, axis=1)
     labels = np.where(np.isfinite(best), np.take_along_axis(cand.labels, top, axis=1), -1)
     bound = np.tensordot(weights, transform(cand.floors, space), axes=1)  # no left-out label scores above
-    exact = int(np.count_nonzero((best[:, -1] >= bound) | (cand.floors == -np.inf).all(axis=0)))
+    exact = (best[:, -1] >= bound) | (cand.floors == -np.inf).all(axis=0)
     probabilities = best if space == "probability" else 1.0 / (1.0 + np.exp(-best))
-    scores = evaluate_top_k(labels, np.where(labels >= 0, probabilities, 0.0), cand.truth, cand.num_classes, k)
-    return scores, exact
+    return labels, np.where(labels >= 0, probabilities, 0.0), exact
+
+
+def evaluate(cand: Candidates, weights, space: str = SPACE, k: int = K) -> tuple[Scores, int]:
+    """GAP@k, Hit@1 and PERR of the weighted mean on the candidates, and how many videos' top k is exact."""
+    labels, probabilities, exact = combined_top_k(cand, weights, space, k)
+    return evaluate_top_k(labels, probabilities, cand.truth, cand.num_classes, k), int(exact.sum())
 
 
 def fit_weights(cand: Candidates, space: str = SPACE) -> tuple[np.ndarray, float]:
@@ -279,7 +286,9 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
     model = build_model([members[i] for i in kept], weights[kept])
     with atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
-    validation = store_scores(model, store, level, frames, batch_size)  # the saved model, end to end
+    validation = fit
+    if exact < len(store):  # some top 20 not proven by the candidates: score the saved model end to end
+        validation = store_scores(model, store, level, frames, batch_size)
     described = [{"folder": str(m.folder.resolve()), "run": m.card.run, "model": m.card.model,
                   "level": m.card.level, "weight": round(float(w), 6), "validation_gap": m.card.validation.get("gap")}
                  for m, w in zip(members, weights, strict=True)]

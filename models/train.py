@@ -42,6 +42,7 @@ class TrainOptions:
     clipnorm: float = 1.0  # gradient-norm clipping, as the starter code does
     teacher: str | None = None  # distillation: a model folder whose scores mix into the targets (models.distill)
     teacher_weight: float = distill.TEACHER_WEIGHT  # the teacher's share of the targets
+    transfer: str | None = None  # distillation: a store whose videos join the training, the teacher's scores as targets
 
 
 @dataclass
@@ -86,7 +87,8 @@ def resolve_config(name: str, model_config: dict | None, options: TrainOptions, 
     training["frames"] = (options.frames or DEFAULT_FRAMES) if zoo.spec(name).level == "frame" else None
     training["train"] = str(Path(train_dir).resolve())
     training["validate"] = str(Path(validate_dir).resolve())
-    training["teacher"] = str(Path(options.teacher).resolve()) if options.teacher else None
+    for key in ("teacher", "transfer"):
+        training[key] = str(Path(training[key]).resolve()) if training[key] else None
     return json.loads(json.dumps({"model": model, "training": training}))
 
 
@@ -270,7 +272,10 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         raise InputError(out, "epochs, batch size and patience must be at least 1")
     out = Path(out)
     train_store, validate_store = open_stores(name, train_dir, validate_dir)
-    teacher = distill.open_teacher(options.teacher, train_store, options.teacher_weight) if options.teacher else None
+    if options.transfer and not options.teacher:
+        raise InputError("--transfer", "needs --teacher: its videos train on the teacher's scores")
+    teacher = distill.open_teacher(options.teacher, train_store, options.teacher_weight, options.transfer,
+                                   zoo.spec(name).level) if options.teacher else None
     config = resolve_config(name, model_config, options, train_dir, validate_dir)
     level, frames = zoo.MODELS[name].level, config["training"]["frames"]
     if up_to_date(out, config):
@@ -291,16 +296,16 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         best_weights = None
     print(f"training {name} ({model.count_params():,} parameters) on {len(train_store):,} videos, "
           f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else "")
-          + (f"; distilled from {teacher.folder} (targets {teacher.weight:g} teacher)" if teacher else ""))
+          + (f"; distilled from {teacher.folder} (targets {teacher.weight:g} teacher)" if teacher else "")
+          + (f", with {len(teacher.transfer):,} transfer videos" if teacher and teacher.transfer else ""))
 
     checkpoint = Checkpoint(folder, state, options.patience, best_weights)
     if state.epoch < options.epochs and not state.stopped:
-        targets = None
+        videos, targets = train_store, None
         if teacher:  # scored once (the file is named for this training, so a resume reuses it)
-            scores = distill.teacher_scores(teacher, train_store, folder / f"teacher-{digest[:16]}.npy")
-            targets = distill.MixedTargets(train_store, scores, teacher.weight)
+            videos, targets = distill.training_targets(teacher, train_store, folder / f"teacher-{digest[:16]}.npy")
         keras.utils.set_random_seed(options.seed + state.epoch)
-        batches = StoreBatches(train_store, level, options.batch_size, frames, shuffle=True,
+        batches = StoreBatches(videos, level, options.batch_size, frames, shuffle=True,
                                seed=options.seed, epoch=state.epoch, targets=targets)
         # The starter code's exponential decay, per epoch; a function of the epoch alone, so a resume needs no state.
         schedule = keras.callbacks.LearningRateScheduler(lambda e: options.learning_rate * options.lr_decay**e)

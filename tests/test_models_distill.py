@@ -40,10 +40,31 @@ def test_teacher_scores_are_computed_once_and_mixed_into_the_targets(setup, tmp_
     assert distill.teacher_scores(teacher, store, path) is not None and path.stat().st_mtime_ns == stamp
 
     indices = np.array([3, 7, 8])
-    targets = distill.MixedTargets(store, scores, 0.25)(indices)
+    targets = distill.MixedTargets(store, scores, 0.25, len(store))(indices)
     expected = 0.75 * store.dense_labels(indices) + 0.25 * scores[indices].astype(np.float32)
     np.testing.assert_allclose(targets, expected, rtol=1e-6)
     assert targets.dtype == np.float32
+    unlabelled = distill.MixedTargets(store, scores, 0.25, 5)(indices)  # videos from 5 on: the teacher alone
+    np.testing.assert_allclose(unlabelled[1:], scores[[7, 8]].astype(np.float32))
+    np.testing.assert_allclose(unlabelled[0], expected[0])
+
+
+def test_joined_stores_read_as_one_in_the_order_asked(setup):
+    _, train_dir, validate_dir = setup
+    first, second = Store(train_dir), Store(validate_dir)
+    joined = distill.Joined(first, second)
+    assert len(joined) == 72 and joined.level == "frame" and joined.num_classes == CLASSES
+    indices = np.array([50, 2, 71, 47, 48, 0])  # second's 2, first's 2, second's 23, ...
+    rows = [(second, 2), (first, 2), (second, 23), (first, 47), (second, 0), (first, 0)]
+    frames, lengths = joined.frames(indices, sample="even", num_samples=4)
+    for (store, row), got, length in zip(rows, frames, lengths, strict=True):
+        want, want_length = store.frames([row], sample="even", num_samples=4)
+        np.testing.assert_array_equal(got, want[0])
+        assert length == want_length[0]
+    np.testing.assert_array_equal(joined.video(indices), np.stack([s.video([r])[0] for s, r in rows]))
+    labels = joined.dense_labels(indices)
+    np.testing.assert_array_equal(labels[[1, 3, 5]], first.dense_labels([2, 47, 0]))
+    assert not labels[[0, 2, 4]].any()  # the transfer store's labels are never used
 
 
 def test_a_distilled_run_names_its_teacher_an_ensemble_included(setup, tmp_path):
@@ -61,6 +82,16 @@ def test_a_distilled_run_names_its_teacher_an_ensemble_included(setup, tmp_path)
     assert not (tmp_path / "student" / "checkpoints").exists()  # the teacher's scores went with them
     plain = train("qrnn", train_dir, validate_dir, tmp_path / "plain", QUICK, {"hidden": 8}, verbose=0)
     assert plain.teacher is None and plain.config["training"]["teacher"] is None
+
+
+def test_transfer_videos_join_the_training_with_the_teacher_s_scores(setup, tmp_path):
+    root, train_dir, validate_dir = setup
+    transfer = make_store(tmp_path / "unlabelled", 20, seed=34, has_labels=False).path
+    options = TrainOptions(epochs=1, batch_size=16, frames=6, patience=1, teacher=str(root / "teacher"),
+                           transfer=str(transfer))
+    card = train("qrnn", train_dir, validate_dir, tmp_path / "student", options, {"hidden": 8}, verbose=0)
+    assert card.teacher["transfer"] == str(transfer.resolve()) and card.teacher["transfer_videos"] == 20
+    assert card.train_videos == 48 and card.config["training"]["transfer"] == str(transfer.resolve())
 
 
 def test_a_teacher_that_does_not_match_is_refused_in_one_line(setup, tmp_path, capsys):
@@ -85,4 +116,15 @@ def test_a_teacher_that_does_not_match_is_refused_in_one_line(setup, tmp_path, c
                 "--out", str(tmp_path / "run"), "--epochs", "1", "--teacher", str(teacher)]
         assert cli.run(models_main, args) == 2
         assert capsys.readouterr().err == f"error: {teacher}: {problem}\n"
+        assert not (tmp_path / "run").exists()
+    args = ["train", "--model", "qrnn", "--train", str(train_dir), "--validate", str(validate_dir),
+            "--out", str(tmp_path / "run"), "--epochs", "1"]
+    for more, line in [
+        (["--transfer", str(validate_dir)], "error: --transfer: needs --teacher: its videos train on the "
+                                             "teacher's scores"),
+        (["--teacher", str(root / "teacher"), "--transfer", str(video_store)],
+         f"error: {video_store}: a video-level store, but the student or the teacher reads frames"),
+    ]:
+        assert cli.run(models_main, args + more) == 2
+        assert capsys.readouterr().err == line + "\n"
         assert not (tmp_path / "run").exists()

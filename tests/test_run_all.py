@@ -13,7 +13,8 @@ from submissions.validate import check_submission
 from tests.fake_kaggle import install
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("qrnn", "lstm", "moe", "logistic")
+MODELS = ("qrnn", "nextvlad", "lstm", "moe", "logistic")
+RUNS = (*MODELS, "ensemble")  # the ensemble of every model trained comes last
 TINY = ("--videos", "40", "--epochs", "1")
 
 
@@ -42,7 +43,7 @@ def test_first_run_writes_every_stage_s_files(pipeline):
     for split in ("train", "validate", "test"):
         assert list((work / "data" / "synthetic" / split).glob("*.tfrecord"))
         assert (features / split / "manifest.json").is_file()
-    for model in MODELS:
+    for model in RUNS:
         run = f"synthetic-{model}"
         card = json.loads((work / "models" / run / "card.json").read_text())
         assert card["model"] == model and card["inference_videos_per_second"] > 0
@@ -52,9 +53,11 @@ def test_first_run_writes_every_stage_s_files(pipeline):
             assert checked.rows == 10  # --videos 40: validate and test get max(40 / 5, 10)
         scores = json.loads((work / "evaluation" / "scores" / f"{run}_validate.json").read_text())
         assert scores["num_videos"] == 10 and 0 <= scores["gap"] <= 1
+    members = json.loads((work / "models" / "synthetic-ensemble" / "card.json").read_text())["ensemble"]["members"]
+    assert [m["run"] for m in members] == [f"synthetic-{m}" for m in MODELS]
     with open(work / "evaluation" / "leaderboard.csv") as f:
         runs = {row["run"] for row in csv.DictReader(f)}
-    assert {f"synthetic-{m}" for m in MODELS} <= runs
+    assert {f"synthetic-{m}" for m in RUNS} <= runs
     assert (work / "evaluation" / "leaderboard.md").is_file()
     assert "| synthetic-qrnn |" in first.stdout  # the table is printed at the end
     assert f"leaderboard    {work}/evaluation/leaderboard.md" in first.stdout
@@ -67,10 +70,10 @@ def test_second_run_skips_every_stage_and_submits_the_best_test_csv(pipeline):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     stages = [line for line in second.stdout.splitlines() if line.startswith("== ")]
     work_stages = [s for s in stages if not s.startswith(("== leaderboard", "== submit"))]
-    assert len(work_stages) == 3 + 3 + 4 * 4  # data, features, then train/predict x2/score per model
+    assert len(work_stages) == 3 + 3 + 4 * 6  # data, features, then train/predict x2/score per run
     assert all("up to date, skipped" in s for s in work_stages), stages
     scores = {m: json.loads((work / "evaluation" / "scores" / f"synthetic-{m}_validate.json").read_text())["gap"]
-              for m in MODELS}
+              for m in RUNS}
     best = max(scores, key=scores.get)
     uploads = [json.loads(line) for line in kaggle_log.read_text().splitlines()]
     assert uploads[-1]["call"] == "competition_submit"

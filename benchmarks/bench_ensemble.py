@@ -1,0 +1,299 @@
+"""Ensembles, distillation and compact exports, measured on data never tuned on.
+
+    python -m benchmarks.bench_ensemble [--quick] [--stores DIR] [--workdir DIR] [--seeds 1 2 3] [--members ...]
+                                        [--skip-real]
+
+1. Synthetic frame-level worlds (seeds 1, 2, 3; every default was chosen on seed 0's validation split): the
+   members trained as run_all.sh trains them (2,000 train videos, 3 epochs, validated on 400), their ensemble
+   fitted on the validation split, two qrnns distilled from the ensemble (on the training videos alone,
+   and with the validation videos added as a transfer set: the teacher's scores are their only targets),
+   and float16 / int8 exports of the qrnn and the ensemble. Every GAP is measured on the 400-video test
+   split, which nothing was fitted or chosen on. The stores are generated like run_all's (`data synth` +
+   `features convert`), or read from `--stores DIR` (DIR/seed<N>/features/{train,validate,test}).
+2. Ablations on the same worlds (weights fitted on the validation split, scored on the test split): the
+   combination space (logits or probabilities) and per-class weights.
+3. The real 2018 video-level shards in ../shared/yt8m/video-2018-validate: logistic, moe and qrnn-video
+   trained on validate0000-0089 and validated on validate0090-0099, and their ensemble. Its weights are
+   fitted on half of the validation videos and scored on the other half, both ways (2-fold cross-fitting),
+   so no video is scored with weights fitted on it.
+Runs go to a temporary folder, or to `--workdir DIR`, where a second run reuses every finished training.
+Figures go to benchmarks/RESULTS.md (section "Ensembles, distillation, export"); --quick runs tiny sizes and
+writes nothing.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from benchmarks.results import write_section  # noqa: E402
+from common.card import Card  # noqa: E402
+from evaluation.metrics import Accumulator  # noqa: E402
+from features.store import Store  # noqa: E402
+from models import ensemble  # noqa: E402
+from models.export import export  # noqa: E402
+from models.inference import load_model_dir, sampled_frames, store_scores  # noqa: E402
+from models.train import TrainOptions, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m")) / "video-2018-validate"
+MEMBERS = ("qrnn", "nextvlad", "lstm", "moe", "logistic")  # run_all.sh's frame-level defaults
+FULL = dict(train_videos=2000, small_videos=400, epochs=3, real_epochs=3,
+            real_train="validate00[0-8][0-9].tfrecord", real_validate="validate009[0-9].tfrecord")
+QUICK = dict(train_videos=60, small_videos=30, epochs=1, real_epochs=1,
+             real_train="validate000[0-1].tfrecord", real_validate="validate009[0-1].tfrecord")
+MIN_POSITIVES = 5  # per-class weights: classes with fewer validation positives keep the global weights
+
+
+def sh(*args) -> None:
+    """Run one of the project's commands (`python -m ...`), failing loudly."""
+    print("$", " ".join(str(a) for a in args), flush=True)
+    subprocess.run([sys.executable, "-m", *map(str, args)], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+
+
+def synthetic_stores(root: Path, seed: int, sizes: dict, given: Path | None) -> dict[str, Path]:
+    """train / validate / test stores of world `seed`: given, or generated like run_all.sh's."""
+    if given is not None:
+        return {split: given / f"seed{seed}" / "features" / split for split in ("train", "validate", "test")}
+    stores = {}
+    for split in ("train", "validate", "test"):
+        videos = sizes["train_videos"] if split == "train" else sizes["small_videos"]
+        shards, store = root / "shards" / split, root / "features" / split
+        sh("data", "synth", "--out", shards, "--level", "frame", "--split", split, "--videos", videos,
+           "--seed", seed)
+        sh("features", "convert", "--shards", shards, "--out", store)
+        stores[split] = store
+    return stores
+
+
+def test_gap(folder: Path, store: Store) -> float:
+    """GAP@20 of a model folder on a labelled store, streamed."""
+    model, card = load_model_dir(folder)
+    return store_scores(model, store, card.level, sampled_frames(card)).gap
+
+
+# ---------------------------------------------------------------- per-class weights (ablation)
+
+
+def per_class_weights(cand: ensemble.Candidates, weights: np.ndarray, space: str) -> np.ndarray:
+    """(M, C) weights: for every class with MIN_POSITIVES validation positives, the one of {the global
+    weights, each member alone} whose combined scores give that class the best average precision over the
+    validation candidates; the global weights for the other classes."""
+    count = len(weights)
+    options = [weights, *np.eye(count)]
+    values = ensemble.transform(cand.scores, space)  # (M, N, U)
+    truth = {(int(v), int(c)) for v in range(len(cand.truth)) for c in
+             cand.truth.indices[cand.truth.indptr[v]:cand.truth.indptr[v + 1]]}
+    positives = np.bincount(cand.truth.indices, minlength=cand.num_classes)
+    chosen = np.tile(weights[:, None], (1, cand.num_classes))
+    rows, cols = np.nonzero(cand.labels >= 0)
+    labels = cand.labels[rows, cols]
+    is_true = np.fromiter(((int(r), int(c)) in truth for r, c in zip(rows, labels, strict=True)), bool,
+                          count=len(rows))
+    for c in np.flatnonzero(positives >= MIN_POSITIVES):
+        at = labels == c
+        best, best_ap = weights, -1.0
+        for w in options:
+            scores = np.tensordot(w, values[:, rows[at], cols[at]], axes=1)
+            order = np.argsort(-scores, kind="stable")
+            hits = is_true[at][order]
+            precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+            ap = float(np.sum(precision[hits]) / positives[c])
+            if ap > best_ap + 1e-12:
+                best, best_ap = w, ap
+        chosen[:, c] = best
+    return chosen
+
+
+def per_class_gap(cand: ensemble.Candidates, class_weights: np.ndarray, space: str) -> float:
+    """GAP@20 on the candidates when each class has its own member weights (M, C)."""
+    w = class_weights[:, np.maximum(cand.labels, 0)]  # (M, N, U)
+    combined = np.sum(w * ensemble.transform(cand.scores, space), axis=0)
+    combined[cand.labels < 0] = -np.inf
+    top = np.argsort(-combined, axis=1, kind="stable")[:, :20]
+    best = np.take_along_axis(combined, top, axis=1)
+    labels = np.where(np.isfinite(best), np.take_along_axis(cand.labels, top, axis=1), -1)
+    probabilities = best if space == "probability" else 1.0 / (1.0 + np.exp(-best))
+    acc = Accumulator(cand.num_classes)
+    acc.add_top_k(labels, np.where(labels >= 0, probabilities, 0.0), cand.truth)
+    return acc.result().gap
+
+
+# ---------------------------------------------------------------- 1. and 2. one synthetic world
+
+
+def world(seed: int, stores: dict[str, Path], runs: Path, sizes: dict, members: tuple) -> dict:
+    """Train, combine, distill and export in world `seed`; every figure on its test split."""
+    options = TrainOptions(epochs=sizes["epochs"], patience=sizes["epochs"])
+    for name in members:
+        train(name, stores["train"], stores["validate"], runs / name, options, verbose=0)
+    folders = [runs / name for name in members]
+    ens = ensemble.make_ensemble(folders, stores["validate"], runs / "ensemble", progress=False)
+    for run, transfer in (("qrnn-distilled", None), ("qrnn-distilled-transfer", str(stores["validate"]))):
+        distilled = TrainOptions(epochs=sizes["epochs"], patience=sizes["epochs"], teacher=str(runs / "ensemble"),
+                                 transfer=transfer)
+        train("qrnn", stores["train"], stores["validate"], runs / run, distilled, verbose=0)
+
+    test = Store(stores["test"])
+    loaded = ensemble.load_members(folders)
+    test_cand = ensemble.collect_candidates(loaded, test, progress=False)
+    valid_cand = ensemble.collect_candidates(loaded, Store(stores["validate"]), progress=False)
+    weights = np.array([m["weight"] for m in ens.ensemble["members"]])
+    fig = {"seed": seed, "members": {}, "weights": dict(zip(members, weights.round(3), strict=True))}
+    for i, name in enumerate(members):
+        fig["members"][name] = ensemble.evaluate(test_cand, np.eye(len(members))[i])[0].gap
+    scores, exact = ensemble.evaluate(test_cand, weights)
+    fig["ensemble"], fig["exact"], fig["videos"] = scores.gap, exact, len(test)
+    if exact < len(test):  # some top 20 not proven by the candidates: the saved ensemble, end to end
+        fig["ensemble"] = test_gap(runs / "ensemble", test)
+    fig["cards"] = {name: Card.load(runs / name) for name in members}
+    for run in ("qrnn-distilled", "qrnn-distilled-transfer"):
+        fig[run] = test_gap(runs / run, test)
+
+    for space in ensemble.SPACES:  # ablation: weights fitted on validate, scored on test
+        w, _ = ensemble.fit_weights(valid_cand, space)
+        fig[f"space {space}"] = ensemble.evaluate(test_cand, w, space)[0].gap
+        fig[f"per-class {space}"] = per_class_gap(test_cand, per_class_weights(valid_cand, w, space), space)
+    fig["equal weights"] = ensemble.evaluate(test_cand, np.full(len(members), 1 / len(members)))[0].gap
+
+    fig["exports"] = {}
+    for source in ("qrnn", "ensemble"):
+        before = fig["members"]["qrnn"] if source == "qrnn" else fig["ensemble"]
+        for weights_type in ("float16", "int8"):
+            out = runs / f"{source}-{weights_type}"
+            card = export(runs / source, out, weights_type)
+            fig["exports"][(source, weights_type)] = (card.export["size_ratio"], test_gap(out, test) - before,
+                                                       card.file_bytes)
+    print(fig, flush=True)
+    return fig
+
+
+def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
+    seeds = [f["seed"] for f in figs]
+    head = "| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |"
+    rule = "|---|" + "---|" * (len(seeds) + 1)
+
+    def row(label, values):
+        return f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {np.mean(values):.4f} |"
+
+    lines = [f"Test-split GAP@20 ({sizes['small_videos']} videos per world):", "", head, rule]
+    for name in members:
+        lines.append(row(name, [f["members"][name] for f in figs]))
+    best = [max(f["members"].values()) for f in figs]
+    lines.append(row("**ensemble**", [f["ensemble"] for f in figs]))
+    lines.append(row("ensemble - best member", [f["ensemble"] - b for f, b in zip(figs, best, strict=True)]))
+    for run, label in (("qrnn-distilled", "training videos"), ("qrnn-distilled-transfer",
+                                                             "training + validation videos (transfer set)")):
+        lines.append(row(f"qrnn distilled from the ensemble, on {label}", [f[run] for f in figs]))
+        lines.append(row("... minus the qrnn", [f[run] - f["members"]["qrnn"] for f in figs]))
+        lines.append(row("... share of the ensemble's lead over the qrnn closed",
+                         [(f[run] - f["members"]["qrnn"]) / (f["ensemble"] - f["members"]["qrnn"]) for f in figs]))
+    lines += ["", "Ensemble weights (fitted on each world's validation split): " + "; ".join(
+        f"seed {f['seed']}: " + ", ".join(f"{k} {v:.2f}" for k, v in f["weights"].items()) for f in figs) + ".",
+        "Videos whose ensemble top 20 the candidate fit proves exact: " + ", ".join(
+        f"{f['exact']}/{f['videos']}" for f in figs) + ".", "",
+        "Ablation (weights fitted on the validation split, GAP on the test split):", "", head, rule]
+    for key in ("equal weights", "space logit", "space probability", "per-class logit", "per-class probability"):
+        lines.append(row(key, [f[key] for f in figs]))
+    lines += ["", "Members (mean over the worlds; training videos/s as the card measured it, while other jobs ran):",
+              "", "| model | parameters | model.keras MB | train videos/s |", "|---|---|---|---|"]
+    for name in members:
+        cards = [f["cards"][name] for f in figs]
+        lines.append(f"| {name} | {cards[0].parameters:,} | {cards[0].file_bytes / 1e6:.1f} | "
+                     f"{np.mean([c.train_videos_per_second for c in cards]):.1f} |")
+    lines += ["", "Exports (size: model.keras of the export / of the source; GAP change on the test split):", "",
+              "| export | " + " | ".join(f"seed {s}: size, GAP change" for s in seeds) + " |",
+              "|---|" + "---|" * len(seeds)]
+    for key in figs[0]["exports"]:
+        cells = [f"{f['exports'][key][0]:.1%}, {f['exports'][key][1]:+.4f}" for f in figs]
+        lines.append(f"| {key[0]} {key[1]} ({figs[0]['exports'][key][2] / 1e6:.1f} MB) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- 3. real shards
+
+
+def real_split(root: Path, sizes: dict) -> str | None:
+    """logistic, moe and qrnn-video on the real split and their 2-fold cross-fitted ensemble."""
+    if not REAL.is_dir():
+        return None
+    train_dir, validate_dir = root / "train", root / "validate"
+    sh("features", "convert", "--shards", REAL / sizes["real_train"], "--out", train_dir)
+    sh("features", "convert", "--shards", REAL / sizes["real_validate"], "--out", validate_dir)
+    options = TrainOptions(epochs=sizes["real_epochs"], batch_size=256, patience=sizes["real_epochs"])
+    names = ("logistic", "moe", "qrnn-video")
+    for name in names:
+        train(name, train_dir, validate_dir, root / name, options, verbose=0)
+    store = Store(validate_dir)
+    cand = ensemble.collect_candidates(ensemble.load_members([root / n for n in names]), store, progress=False)
+    halves = np.arange(len(store)) % 2
+    acc, weights = Accumulator(store.num_classes), []
+    for half in (0, 1):
+        fit, held_out = np.flatnonzero(halves == half), np.flatnonzero(halves != half)
+        w, _ = ensemble.fit_weights(cand.take(fit))
+        weights.append(w)
+        labels, scores, _ = ensemble.combined_top_k(cand.take(held_out), w)
+        acc.add_top_k(labels, scores, cand.truth.take(held_out))
+    crossed = acc.result().gap
+    in_sample = ensemble.evaluate(cand, ensemble.fit_weights(cand)[0])[0].gap
+    lines = ["| model | validation GAP |", "|---|---|"]
+    for i, name in enumerate(names):
+        lines.append(f"| {name} | {ensemble.evaluate(cand, np.eye(len(names))[i])[0].gap:.4f} |")
+    lines += [f"| **ensemble, 2-fold cross-fitted** | {crossed:.4f} |",
+              f"| ensemble, fitted and scored on all validation videos | {in_sample:.4f} |", "",
+              "Weights fitted on each half: " + "; ".join(
+                  ", ".join(f"{n} {v:.2f}" for n, v in zip(names, w, strict=True)) for w in weights) + "."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Ensembles, distillation and exports on unseen worlds.")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    parser.add_argument("--stores", type=Path, default=None,
+                        help="read DIR/seed<N>/features/{train,validate,test} instead of generating them")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the runs here (a second run reuses finished trainings); default: a temp folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--members", nargs="+", default=list(MEMBERS))
+    parser.add_argument("--skip-real", action="store_true", help="leave out the real-shard part")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    members = tuple(args.members)
+    started = time.perf_counter()
+    body = [f"Load average at the start: {os.getloadavg()[0]:.1f} (other jobs share these 2 cores).", ""]
+    with tempfile.TemporaryDirectory(prefix="bench_ensemble_") as tmp:
+        tmp = args.workdir or Path(tmp)
+        figs = []
+        for seed in args.seeds:
+            stores = synthetic_stores(tmp / f"seed{seed}", seed, sizes, args.stores)
+            figs.append(world(seed, stores, tmp / f"runs{seed}", sizes, members))
+        table = synthetic_tables(figs, members, sizes)
+        print(table, flush=True)
+        body += [f"### Synthetic worlds (seeds {', '.join(map(str, args.seeds))}; {sizes['train_videos']:,} train "
+                 f"/ {sizes['small_videos']} validate / {sizes['small_videos']} test videos; {sizes['epochs']} "
+                 "epochs, run_all's defaults)", "", table, ""]
+        if not args.skip_real:
+            real = real_split(tmp / "real", sizes)
+            body += ["### Real 2018 video-level shards (train validate0000-0089, validate validate0090-0099; "
+                     f"{sizes['real_epochs']} epochs, batch 256)", "",
+                     real or f"skipped: {REAL} not found", ""]
+            print(real, flush=True)
+    body += [f"Whole benchmark: {time.perf_counter() - started:.0f} s; load average at the end "
+             f"{os.getloadavg()[0]:.1f}."]
+    if args.quick:
+        print("--quick: benchmarks/RESULTS.md left as it is")
+    else:
+        write_section("Ensembles, distillation, export", "python -m benchmarks.bench_ensemble " + " ".join(
+            argv if argv is not None else sys.argv[1:]), "\n".join(body))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
