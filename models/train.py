@@ -321,6 +321,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
                              checkpoint.best_weights)
     history = state.history
     best = history[state.best_epoch - 1]
+    trained = len(train_store) + (len(teacher.transfer) if teacher and teacher.transfer else 0)  # per epoch
     train_seconds = sum(row["seconds"] for row in history)
     write_history(out / "history.csv", history)
     plot_history(out / "training.png", history, state.best_epoch, f"{out.name} ({name})")
@@ -329,7 +330,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
         file_bytes=(out / "model.keras").stat().st_size, num_classes=train_store.num_classes,
         train_videos=len(train_store), epochs=len(history), best_epoch=state.best_epoch,
         train_seconds=round(train_seconds, 3),
-        train_videos_per_second=round(len(train_store) * len(history) / max(train_seconds, 1e-9), 2),
+        train_videos_per_second=round(trained * len(history) / max(train_seconds, 1e-9), 2),
         validation={"gap": best["val_gap"], "hit_at_one": best["val_hit_at_one"], "perr": best["val_perr"]},
         config=config, created=Card.now(), teacher=teacher.describe() if teacher else None,
     )
