@@ -3,6 +3,7 @@
     python -m benchmarks.bench_ensemble [--quick] [--stores DIR] [--workdir DIR] [--seeds 1 2 3] [--members ...]
                                         [--skip-real]
 
+0. Speed and size of nextvlad beside the qrnn (benchmarks.bench_models.speed: the same batches, interleaved).
 1. Synthetic frame-level worlds (seeds 1, 2, 3; every default was chosen on seed 0's validation split): the
    members trained as run_all.sh trains them (2,000 train videos, 3 epochs, validated on 400), their ensemble
    fitted on the validation split, two qrnns distilled from the ensemble (on the training videos alone,
@@ -33,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.bench_models import speed  # noqa: E402
 from benchmarks.results import write_section  # noqa: E402
 from common.card import Card  # noqa: E402
 from evaluation.metrics import Accumulator  # noqa: E402
@@ -45,9 +47,9 @@ from models.train import TrainOptions, train  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m")) / "video-2018-validate"
 MEMBERS = ("qrnn", "nextvlad", "lstm", "moe", "logistic")  # run_all.sh's frame-level defaults
-FULL = dict(train_videos=2000, small_videos=400, epochs=3, real_epochs=3,
+FULL = dict(train_videos=2000, small_videos=400, epochs=3, real_epochs=3, speed_batches=4, speed_rounds=3, frames=32,
             real_train="validate00[0-8][0-9].tfrecord", real_validate="validate009[0-9].tfrecord")
-QUICK = dict(train_videos=60, small_videos=30, epochs=1, real_epochs=1,
+QUICK = dict(train_videos=60, small_videos=30, epochs=1, real_epochs=1, speed_batches=1, speed_rounds=1, frames=8,
              real_train="validate000[0-1].tfrecord", real_validate="validate009[0-1].tfrecord")
 MIN_POSITIVES = 5  # per-class weights: classes with fewer validation positives keep the global weights
 
@@ -273,6 +275,9 @@ def main(argv=None) -> int:
         figs = []
         for seed in args.seeds:
             stores = synthetic_stores(tmp / f"seed{seed}", seed, sizes, args.stores)
+            if not figs:
+                body += ["### Speed: nextvlad beside the qrnn (defaults)", "",
+                         speed(stores["train"], sizes, ("nextvlad", "qrnn")), ""]
             figs.append(world(seed, stores, tmp / f"runs{seed}", sizes, members))
         table = synthetic_tables(figs, members, sizes)
         print(table, flush=True)

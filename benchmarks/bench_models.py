@@ -89,13 +89,13 @@ def real_stores(root: Path, sizes: dict) -> tuple[Path, Path] | None:
 # ---------------------------------------------------------------- 1. speed and size
 
 
-def speed(store_dir: Path, sizes: dict) -> str:
-    """Train-step and inference videos/s of qrnn and lstm on the same batches, interleaved."""
+def speed(store_dir: Path, sizes: dict, names=("qrnn", "lstm")) -> str:
+    """Train-step and inference videos/s of two frame-level models on the same batches, interleaved."""
     store = Store(store_dir)
     data = StoreBatches(store, "frame", 64, sizes["frames"], shuffle=True, seed=0)
     batches = [data[i] for i in range(sizes["speed_batches"])]
     models, hidden = {}, {}
-    for name in ("qrnn", "lstm"):
+    for name in names:
         keras.utils.set_random_seed(0)
         model = zoo.build(name, store.num_classes)
         compile_model(model, TrainOptions(learning_rate=zoo.spec(name).learning_rate))
@@ -123,8 +123,9 @@ def speed(store_dir: Path, sizes: dict) -> str:
     for name, model in models.items():
         lines.append(f"| {name} | {hidden[name]} | {model.count_params():,} | {rate[name][0]:.1f} | "
                      f"{rate[name][1]:.1f} |")
-    lines += ["", f"**qrnn / lstm: training {rate['qrnn'][0] / rate['lstm'][0]:.2f}x, inference "
-                  f"{rate['qrnn'][1] / rate['lstm'][1]:.2f}x as fast.**"]
+    a, b = names
+    lines += ["", f"**{a} / {b}: training {rate[a][0] / rate[b][0]:.2f}x, inference "
+                  f"{rate[a][1] / rate[b][1]:.2f}x as fast.**"]
     print("\n".join(lines), flush=True)
     return "\n".join(lines)
 
