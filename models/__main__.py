@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
                    help="distillation: train on a mix of the labels and this model folder's scores (any model "
                         "folder, an ensemble included; it must predict the same classes and read the store)")
     p.add_argument("--teacher-weight", type=float, default=TEACHER_WEIGHT, metavar="W",
-                   help=f"the teacher's share of the targets: (1 - W) labels + W teacher (default {TEACHER_WEIGHT})")
+                   help="the teacher's share of the training videos' targets: (1 - W) labels + W teacher "
+                        f"(default {TEACHER_WEIGHT}; 0 with --transfer: the teacher teaches on transfer videos only)")
     p.add_argument("--transfer", metavar="STORE", default=None,
                    help="with --teacher: a store (e.g. unlabelled test videos) whose videos join the training, "
                         "the teacher's scores as their targets")

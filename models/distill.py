@@ -57,8 +57,8 @@ def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT, tra
     if card.level == "frame" and train_store.level != "frame":
         raise InputError(folder, f"a frame-level teacher cannot score the video-level training store "
                                  f"{train_store.path}")
-    if not 0.0 < weight <= 1.0:
-        raise InputError("--teacher-weight", f"must be in (0, 1], not {weight}")
+    if not 0.0 <= weight <= 1.0 or (weight == 0 and transfer is None):
+        raise InputError("--teacher-weight", f"must be in (0, 1] (0 only with a transfer store), not {weight}")
     if transfer is None:
         return Teacher(folder, card, weight)
     store = Store(transfer)

@@ -124,6 +124,8 @@ def test_a_teacher_that_does_not_match_is_refused_in_one_line(setup, tmp_path, c
                                              "teacher's scores"),
         (["--teacher", str(root / "teacher"), "--transfer", str(video_store)],
          f"error: {video_store}: a video-level store, but the student or the teacher reads frames"),
+        (["--teacher", str(root / "teacher"), "--teacher-weight", "0"],
+         "error: --teacher-weight: must be in (0, 1] (0 only with a transfer store), not 0.0"),
     ]:
         assert cli.run(models_main, args + more) == 2
         assert capsys.readouterr().err == line + "\n"
