@@ -13,7 +13,7 @@
    split, which nothing was fitted or chosen on. The stores are generated like run_all's (`data synth` +
    `features convert`), or read from `--stores DIR` (DIR/seed<N>/features/{train,validate,test}).
 2. Ablations on the same worlds (weights fitted on the validation split, scored on the test split): the
-   combination space (logits or probabilities) and per-class weights.
+   combination space (logits or probabilities), and global or per-class weights.
 3. The real 2018 video-level shards in ../shared/yt8m/video-2018-validate: logistic, moe and qrnn-video
    trained on validate0000-0089 and validated on validate0090-0099, and their ensemble. Its weights are
    fitted on half of the validation videos and scored on the other half, both ways (2-fold cross-fitting),
@@ -56,7 +56,6 @@ QUICK = dict(train_videos=60, small_videos=30, epochs=1, real_epochs=1, speed_ba
 # 3 epochs, its test split as the transfer store) W = 0 gave 0.5580, W = 0.5 0.5568, no transfer store 0.5506,
 # no teacher 0.5551.
 TRANSFER_WEIGHT = 0.0
-MIN_POSITIVES = 5  # per-class weights: classes with fewer validation positives keep the global weights
 
 
 def sh(*args) -> None:
@@ -94,53 +93,6 @@ def timed_gap(folder: Path, store: Store) -> tuple[float, float]:
     return gap, len(store) / (time.perf_counter() - started)
 
 
-# ---------------------------------------------------------------- per-class weights (ablation)
-
-
-def per_class_weights(cand: ensemble.Candidates, weights: np.ndarray, space: str) -> np.ndarray:
-    """(M, C) weights: for every class with MIN_POSITIVES validation positives, the one of {the global
-    weights, each member alone} whose combined scores give that class the best average precision over the
-    validation candidates; the global weights for the other classes."""
-    count = len(weights)
-    options = [weights, *np.eye(count)]
-    values = ensemble.transform(cand.scores, space)  # (M, N, U)
-    truth = {(int(v), int(c)) for v in range(len(cand.truth)) for c in
-             cand.truth.indices[cand.truth.indptr[v]:cand.truth.indptr[v + 1]]}
-    positives = np.bincount(cand.truth.indices, minlength=cand.num_classes)
-    chosen = np.tile(weights[:, None], (1, cand.num_classes))
-    rows, cols = np.nonzero(cand.labels >= 0)
-    labels = cand.labels[rows, cols]
-    is_true = np.fromiter(((int(r), int(c)) in truth for r, c in zip(rows, labels, strict=True)), bool,
-                          count=len(rows))
-    for c in np.flatnonzero(positives >= MIN_POSITIVES):
-        at = labels == c
-        best, best_ap = weights, -1.0
-        for w in options:
-            scores = np.tensordot(w, values[:, rows[at], cols[at]], axes=1)
-            order = np.argsort(-scores, kind="stable")
-            hits = is_true[at][order]
-            precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-            ap = float(np.sum(precision[hits]) / positives[c])
-            if ap > best_ap + 1e-12:
-                best, best_ap = w, ap
-        chosen[:, c] = best
-    return chosen
-
-
-def per_class_gap(cand: ensemble.Candidates, class_weights: np.ndarray, space: str) -> float:
-    """GAP@20 on the candidates when each class has its own member weights (M, C)."""
-    w = class_weights[:, np.maximum(cand.labels, 0)]  # (M, N, U)
-    combined = np.sum(w * ensemble.transform(cand.scores, space), axis=0)
-    combined[cand.labels < 0] = -np.inf
-    top = np.argsort(-combined, axis=1, kind="stable")[:, :20]
-    best = np.take_along_axis(combined, top, axis=1)
-    labels = np.where(np.isfinite(best), np.take_along_axis(cand.labels, top, axis=1), -1)
-    probabilities = best if space == "probability" else 1.0 / (1.0 + np.exp(-best))
-    acc = Accumulator(cand.num_classes)
-    acc.add_top_k(labels, np.where(labels >= 0, probabilities, 0.0), cand.truth)
-    return acc.result().gap
-
-
 # ---------------------------------------------------------------- 1. and 2. one synthetic world
 
 
@@ -162,21 +114,24 @@ def world(seed: int, stores: dict[str, Path], runs: Path, sizes: dict, members: 
     test_cand = ensemble.collect_candidates(loaded, test, progress=False)
     valid_cand = ensemble.collect_candidates(loaded, Store(stores["validate"]), progress=False)
     weights = np.array([m["weight"] for m in ens.ensemble["members"]])
-    fig = {"seed": seed, "members": {}, "weights": dict(zip(members, weights.round(3), strict=True))}
+    fig = {"seed": seed, "members": {}, "weights": dict(zip(members, weights.round(3), strict=True)),
+           "own weights": ens.ensemble["classes_with_own_weights"], "videos": len(test)}
     for i, name in enumerate(members):
         fig["members"][name] = ensemble.evaluate(test_cand, np.eye(len(members))[i])[0].gap
-    scores, exact = ensemble.evaluate(test_cand, weights)
-    fig["ensemble"], fig["exact"], fig["videos"] = scores.gap, exact, len(test)
-    if exact < len(test):  # some top 20 not proven by the candidates: the saved ensemble, end to end
-        fig["ensemble"] = test_gap(runs / "ensemble", test)
     fig["cards"] = {name: Card.load(runs / name) for name in members}
     for run in ("qrnn-distilled", "qrnn-distilled-transfer"):
         fig[run] = test_gap(runs / run, test)
 
-    for space in ensemble.SPACES:  # ablation: weights fitted on validate, scored on test
+    # The fit of each kind, on the validation split; scored on the test split (the product's: make_ensemble's).
+    for space in ensemble.SPACES:
         w, _ = ensemble.fit_weights(valid_cand, space)
-        fig[f"space {space}"] = ensemble.evaluate(test_cand, w, space)[0].gap
-        fig[f"per-class {space}"] = per_class_gap(test_cand, per_class_weights(valid_cand, w, space), space)
+        for kind, fitted in (("global", w), ("per-class", ensemble.fit_class_weights(valid_cand, w, space))):
+            scores, exact = ensemble.evaluate(test_cand, fitted, space)
+            fig[f"{kind} {space}"] = scores.gap
+            if (kind, space) == ("per-class", ensemble.SPACE):
+                fig["ensemble"], fig["exact"] = scores.gap, exact
+    if fig["exact"] < len(test):  # some top 20 not proven by the candidates: the saved ensemble, end to end
+        fig["ensemble"] = test_gap(runs / "ensemble", test)
     fig["equal weights"] = ensemble.evaluate(test_cand, np.full(len(members), 1 / len(members)))[0].gap
 
     fig["exports"] = {}
@@ -212,13 +167,15 @@ def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
         lines.append(row("... minus the qrnn", [f[run] - f["members"]["qrnn"] for f in figs]))
         lines.append(row("... share of the ensemble's lead over the qrnn closed",
                          [(f[run] - f["members"]["qrnn"]) / (f["ensemble"] - f["members"]["qrnn"]) for f in figs]))
-    lines += ["", "Ensemble weights (fitted on each world's validation split): " + "; ".join(
-        f"seed {f['seed']}: " + ", ".join(f"{k} {v:.2f}" for k, v in f["weights"].items()) for f in figs) + ".",
+    lines += ["", "Ensemble member weights (fitted on each world's validation split; then classes with their own): "
+              + "; ".join(f"seed {f['seed']}: " + ", ".join(f"{k} {v:.2f}" for k, v in f["weights"].items())
+                          + f" ({f['own weights']} classes)" for f in figs) + ".",
         "Videos whose ensemble top 20 the candidate fit proves exact: " + ", ".join(
         f"{f['exact']}/{f['videos']}" for f in figs) + ".", "",
         "Ablation (weights fitted on the validation split, GAP on the test split):", "", head, rule]
-    for key in ("equal weights", "space logit", "space probability", "per-class logit", "per-class probability"):
-        lines.append(row(key, [f[key] for f in figs]))
+    for key in ("equal weights", "global logit", "global probability", "per-class logit", "per-class probability"):
+        lines.append(row(key + (" (models ensemble)" if key == f"per-class {ensemble.SPACE}" else ""),
+                         [f[key] for f in figs]))
     lines += ["", "Members (mean over the worlds; training videos/s as the card measured it, while other jobs ran):",
               "", "| model | parameters | model.keras MB | train videos/s |", "|---|---|---|---|"]
     for name in members:
@@ -252,22 +209,26 @@ def real_split(root: Path, sizes: dict) -> str | None:
         train(name, train_dir, validate_dir, root / name, options, verbose=0)
     store = Store(validate_dir)
     cand = ensemble.collect_candidates(ensemble.load_members([root / n for n in names]), store, progress=False)
+    def fitted(part):  # what models ensemble fits: member weights, then classes with their own
+        w, _ = ensemble.fit_weights(part)
+        return w, ensemble.fit_class_weights(part, w)
+
     halves = np.arange(len(store)) % 2
     acc, weights = Accumulator(store.num_classes), []
     for half in (0, 1):
         fit, held_out = np.flatnonzero(halves == half), np.flatnonzero(halves != half)
-        w, _ = ensemble.fit_weights(cand.take(fit))
+        w, class_weights = fitted(cand.take(fit))
         weights.append(w)
-        labels, scores, _ = ensemble.combined_top_k(cand.take(held_out), w)
+        labels, scores, _ = ensemble.combined_top_k(cand.take(held_out), class_weights)
         acc.add_top_k(labels, scores, cand.truth.take(held_out))
     crossed = acc.result().gap
-    in_sample = ensemble.evaluate(cand, ensemble.fit_weights(cand)[0])[0].gap
+    in_sample = ensemble.evaluate(cand, fitted(cand)[1])[0].gap
     lines = ["| model | validation GAP |", "|---|---|"]
     for i, name in enumerate(names):
         lines.append(f"| {name} | {ensemble.evaluate(cand, np.eye(len(names))[i])[0].gap:.4f} |")
     lines += [f"| **ensemble, 2-fold cross-fitted** | {crossed:.4f} |",
               f"| ensemble, fitted and scored on all validation videos | {in_sample:.4f} |", "",
-              "Weights fitted on each half: " + "; ".join(
+              "Member weights fitted on each half: " + "; ".join(
                   ", ".join(f"{n} {v:.2f}" for n, v in zip(names, w, strict=True)) for w in weights) + "."]
     return "\n".join(lines)
 

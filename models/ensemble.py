@@ -2,12 +2,14 @@
 
 The ensemble's model.keras holds the members as sub-models and a WeightedMean of their outputs. A frame-level
 ensemble takes the frame-level inputs, plus "video" (the store's mean of all frames, what video-level members
-trained on) when it has video-level members. The weights (non-negative, summing to 1) are fitted on a
-validation store by GAP@20 with a coordinate search, without N x C scores in memory: for every video the fit
-keeps only the union of each member's top CANDIDATES labels, every member's scores for them, and each
-member's CANDIDATES-th best score, which bounds the combined score of every label left out, so the fit
-knows for which videos its combined top 20 is exact. The card's validation metrics are the fit's when it
-proves every video's top 20 (the usual case), else those of the saved model scored end to end.
+trained on) when it has video-level members. The weights are fitted on a validation store: member weights
+(non-negative, summing to 1) by GAP@20 with a coordinate search; then each class with MIN_POSITIVES
+validation positives keeps them or takes a single member, whichever ranks that class's videos best.
+Nothing holds N x C scores: for every video the fit keeps only the union of each member's top CANDIDATES
+labels, every member's scores for them, and each member's CANDIDATES-th best score, which bounds the combined
+score of every label left out, so the fit knows for which videos its combined top 20 is exact. The card's
+validation metrics are the fit's when it proves every video's top 20 (the usual case), else those of the
+saved model scored end to end.
 """
 
 import time
@@ -29,7 +31,10 @@ from models.batches import model_inputs, ordered_batches
 from models.inference import load_model_dir, sampled_frames, store_scores
 
 SPACES = ("logit", "probability")
-SPACE = "logit"  # members are averaged as logits: better than probabilities on the tuning seed (bench_ensemble)
+# Averaged as probabilities, with per-class weights: of the four choices, the best on both halves of the tuning
+# world's validation split when fitted on the other half (benchmarks/bench_ensemble.py).
+SPACE = "probability"
+MIN_POSITIVES = 5  # validation positives a class needs to get weights of its own
 CANDIDATES = 100  # labels per member and video that the weight fit keeps
 STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)  # the coordinate search's step sizes, coarse to fine
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking logits
@@ -37,26 +42,32 @@ EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before tak
 
 @keras.saving.register_keras_serializable(package="yt8m")
 class WeightedMean(keras.layers.Layer):
-    """Members' class probabilities, a list of (B, C) -> their weighted mean (B, C): in "logit" space
-    sigmoid(sum_m w_m logit(p_m)), in "probability" space sum_m w_m p_m."""
+    """Members' class probabilities, a list of M (B, C) -> their weighted mean (B, C), with weights w (M, C)
+    per member and class (a weight of the layer, set after building): in "probability" space
+    sum_m w_mc p_mc, in "logit" space sigmoid(sum_m w_mc logit(p_mc))."""
 
-    def __init__(self, member_weights, space=SPACE, **kwargs):
+    def __init__(self, space=SPACE, **kwargs):
         super().__init__(**kwargs)
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, not {space!r}")
-        self.member_weights, self.space = [float(w) for w in member_weights], space
+        self.space = space
+
+    def build(self, input_shape):
+        count, classes = len(input_shape), input_shape[0][-1]
+        self.class_weights = self.add_weight(name="class_weights", shape=(count, classes), trainable=False,
+                                             initializer=keras.initializers.Constant(1.0 / count))
 
     def call(self, inputs):
         if self.space == "probability":
-            return sum(w * p for w, p in zip(self.member_weights, inputs, strict=True))
+            return sum(self.class_weights[m] * p for m, p in enumerate(inputs))
         logits = [ops.log(p) - ops.log1p(-p) for p in (ops.clip(p, EPSILON, 1.0 - EPSILON) for p in inputs)]
-        return ops.sigmoid(sum(w * z for w, z in zip(self.member_weights, logits, strict=True)))
+        return ops.sigmoid(sum(self.class_weights[m] * z for m, z in enumerate(logits)))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "member_weights": self.member_weights, "space": self.space}
+        return {**super().get_config(), "space": self.space}
 
 
 def transform(scores: np.ndarray, space: str) -> np.ndarray:
@@ -108,7 +119,8 @@ def ensemble_level(members: list[Member]) -> tuple[str, int | None]:
 
 
 def build_model(members: list[Member], weights, space: str = SPACE) -> keras.Model:
-    """One Keras model: the members as sub-models, their outputs combined by WeightedMean."""
+    """One Keras model: the members as sub-models, their outputs combined by WeightedMean with `weights`
+    (M,) per member or (M, C) per member and class."""
     level, _ = ensemble_level(members)
     video = keras.Input((FEATURE_SIZE,), dtype="float32", name="video")
     if level == "video":
@@ -123,8 +135,12 @@ def build_model(members: list[Member], weights, space: str = SPACE) -> keras.Mod
         m.model.name = f"member_{i}_{m.card.model}"  # members of one architecture need distinct names
         frame_inputs = {"frames": inputs["frames"], "num_frames": inputs["num_frames"]} if level == "frame" else None
         outputs.append(m.model(frame_inputs if m.card.level == "frame" else video))
-    combined = WeightedMean(weights, space, name="weighted_mean")(outputs)
-    return keras.Model(inputs, combined, name="ensemble")
+    mean = WeightedMean(space, name="weighted_mean")
+    model = keras.Model(inputs, mean(outputs), name="ensemble")
+    weights = np.asarray(weights, np.float32)
+    mean.class_weights.assign(np.broadcast_to(weights[:, None] if weights.ndim == 1 else weights,
+                                              mean.class_weights.shape))
+    return model
 
 
 # ---------------------------------------------------------------- the weight fit
@@ -185,15 +201,24 @@ def collect_candidates(members: list[Member], store: Store, k: int = CANDIDATES,
 def combined_top_k(cand: Candidates, weights, space: str = SPACE, k: int = K):
     """Each video's k best (labels (N, k), probabilities (N, k)) of the weighted mean among its candidates
     (label -1: fewer candidates than k), and whether that top k is provably the ensemble's own (N,): its
-    k-th score is at least the bound of every label left out."""
+    k-th score is at least the bound of every label left out. `weights`: (M,) or (M, C) per class."""
     weights = np.asarray(weights, np.float64)
-    combined = np.tensordot(weights, transform(cand.scores, space), axes=1)  # (N, M * k)
+    values = transform(cand.scores, space)  # (M, N, M * k)
+    if weights.ndim == 1:
+        combined = np.tensordot(weights, values, axes=1)
+        columns = weights[:, None]
+    else:
+        combined = np.sum(weights[:, np.maximum(cand.labels, 0)] * values, axis=0)
+        columns = np.unique(weights, axis=1)  # the distinct weight vectors a class can have
     combined[cand.labels < 0] = -np.inf
     top = np.argsort(-combined, axis=1, kind="stable")[:, :k]
     best = np.take_along_axis(combined, top, axis=1)
     labels = np.where(np.isfinite(best), np.take_along_axis(cand.labels, top, axis=1), -1)
-    bound = np.tensordot(weights, transform(cand.floors, space), axes=1)  # no left-out label scores above
-    exact = (best[:, -1] >= bound) | (cand.floors == -np.inf).all(axis=0)
+    # A label left out scores at most each member's floor, so at most this (no floor: no label left out).
+    every_label = (cand.floors == -np.inf).all(axis=0)
+    floors = transform(np.where(cand.floors == -np.inf, 0.0, cand.floors), space)
+    bound = np.max(np.tensordot(columns.T, floors, axes=1), axis=0)
+    exact = (best[:, -1] >= bound) | every_label
     probabilities = best if space == "probability" else 1.0 / (1.0 + np.exp(-best))
     return labels, np.where(labels >= 0, probabilities, 0.0), exact
 
@@ -235,6 +260,32 @@ def fit_weights(cand: Candidates, space: str = SPACE) -> tuple[np.ndarray, float
     return best_w, best
 
 
+def fit_class_weights(cand: Candidates, weights, space: str = SPACE) -> np.ndarray:
+    """Per-class weights (M, C): for each class with MIN_POSITIVES positives among the candidates' videos,
+    whichever of `weights` and each member alone gives that class the best average precision over the
+    videos (a true label missing from a video's candidates counts as never found); `weights` elsewhere."""
+    weights = np.asarray(weights, np.float64)
+    count, classes = len(weights), cand.num_classes
+    chosen = np.tile(weights[:, None], (1, classes))
+    rows, cols = np.nonzero(cand.labels >= 0)
+    labels = cand.labels[rows, cols].astype(np.int64)
+    is_true = np.isin(rows * classes + labels, cand.truth.codes(classes))
+    positives = np.bincount(np.asarray(cand.truth.indices, np.int64), minlength=classes)
+    values = transform(cand.scores[:, rows, cols], space)  # (M, entries)
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(classes + 1))
+    for c in np.flatnonzero(positives >= MIN_POSITIVES):
+        at = order[starts[c]:starts[c + 1]]
+        best, best_ap = weights, -1.0
+        for w in (weights, *np.eye(count)):
+            hits = is_true[at][np.argsort(-(w @ values[:, at]), kind="stable")]
+            ap = float(np.sum((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits]) / positives[c])
+            if ap > best_ap + 1e-12:
+                best, best_ap = w, ap
+        chosen[:, c] = best
+    return chosen
+
+
 # ---------------------------------------------------------------- the whole command
 
 
@@ -272,6 +323,7 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
     store = open_validation(validate_dir, members)
     level, frames = ensemble_level(members)
     config = {"members": [str(m.folder.resolve()) for m in members], "space": SPACE, "candidates": CANDIDATES,
+              "min_positives": MIN_POSITIVES,
               "training": {"validate": str(Path(validate_dir).resolve()), "frames": frames}}
     if up_to_date(out, config):
         print(f"{out}: up to date")
@@ -280,10 +332,11 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
     started = time.perf_counter()
     cand = collect_candidates(members, store, batch_size=batch_size, progress=progress)
     weights, _ = fit_weights(cand)
-    fit, exact = evaluate(cand, weights)
+    class_weights = fit_class_weights(cand, weights)
+    fit, exact = evaluate(cand, class_weights)
     fit_seconds = time.perf_counter() - started
-    kept = [i for i, w in enumerate(weights) if w > 0]  # a member with weight 0 is left out of the model
-    model = build_model([members[i] for i in kept], weights[kept])
+    kept = [i for i, w in enumerate(class_weights) if w.any()]  # a member weighing 0 everywhere is left out
+    model = build_model([members[i] for i in kept], class_weights[kept])
     with atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
     validation = fit
@@ -302,7 +355,10 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
         validation={"gap": validation.gap, "hit_at_one": validation.hit_at_one, "perr": validation.perr},
         config=config, created=Card.now(),
         ensemble={"members": described, "space": SPACE,
-                  "fit": {"method": "coordinate search of GAP@20 on the validation store", "videos": len(store),
+                  "classes_with_own_weights": int((class_weights != weights[:, None]).any(axis=0).sum()),
+                  "fit": {"method": "coordinate search of GAP@20 on the validation store, then per class the "
+                                    f"best of those weights and each member alone by average precision (classes "
+                                    f"with {MIN_POSITIVES} positives)", "videos": len(store),
                           "candidates_per_member": min(CANDIDATES, store.num_classes), "exact_videos": exact,
                           "gap": fit.gap, "seconds": round(fit_seconds, 3)}},
     )

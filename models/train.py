@@ -105,7 +105,8 @@ def fingerprint(config: dict) -> str:
 
 
 def up_to_date(out: Path, config: dict) -> bool:
-    """A complete model with the same config, newer than both stores (the DESIGN's skip rule)."""
+    """A complete model with the same config, newer than both stores, and than the teacher and the transfer
+    store if any (the DESIGN's skip rule)."""
     model_file, card_file = out / "model.keras", out / "card.json"
     if not (model_file.exists() and card_file.exists()):
         return False
@@ -113,8 +114,11 @@ def up_to_date(out: Path, config: dict) -> bool:
         card = Card.load(card_file)
     except InputError:
         return False
-    newest_input = max(manifest_path(config["training"][k]).stat().st_mtime for k in ("train", "validate"))
-    return card.config == config and model_file.stat().st_mtime >= newest_input
+    training = config["training"]
+    inputs = [manifest_path(training[k]) for k in ("train", "validate", "transfer") if training.get(k)]
+    if training.get("teacher"):
+        inputs.append(Path(training["teacher"]) / "model.keras")
+    return card.config == config and model_file.stat().st_mtime >= max(p.stat().st_mtime for p in inputs)
 
 
 def compile_model(model: keras.Model, options: TrainOptions) -> None:

@@ -1,6 +1,8 @@
 """models.distill: a student trains on labels mixed with a teacher's scores, the card names the teacher, and a
 teacher that cannot score the training store is refused in one line before anything is written."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -67,7 +69,7 @@ def test_joined_stores_read_as_one_in_the_order_asked(setup):
     assert not labels[[0, 2, 4]].any()  # the transfer store's labels are never used
 
 
-def test_a_distilled_run_names_its_teacher_an_ensemble_included(setup, tmp_path):
+def test_a_distilled_run_names_its_teacher_an_ensemble_included(setup, tmp_path, capsys):
     root, train_dir, validate_dir = setup
     write_run(tmp_path / "untrained", "moe", {})
     ensemble.make_ensemble([root / "teacher", tmp_path / "untrained"], validate_dir, tmp_path / "ens",
@@ -80,6 +82,12 @@ def test_a_distilled_run_names_its_teacher_an_ensemble_included(setup, tmp_path)
     assert card.config["training"]["teacher"] == str((tmp_path / "ens").resolve())
     assert Card.load(tmp_path / "student").teacher == card.teacher
     assert not (tmp_path / "student" / "checkpoints").exists()  # the teacher's scores went with them
+    capsys.readouterr()
+    train("qrnn", train_dir, validate_dir, tmp_path / "student", options, {"hidden": 8}, verbose=0)
+    assert capsys.readouterr().out == f"{tmp_path / 'student'}: up to date\n"
+    os.utime(tmp_path / "ens" / "model.keras")  # the teacher changed: the student is trained again
+    again = train("qrnn", train_dir, validate_dir, tmp_path / "student", options, {"hidden": 8}, verbose=0)
+    assert again.created >= card.created and "up to date" not in capsys.readouterr().out
     plain = train("qrnn", train_dir, validate_dir, tmp_path / "plain", QUICK, {"hidden": 8}, verbose=0)
     assert plain.teacher is None and plain.config["training"]["teacher"] is None
 

@@ -3,6 +3,7 @@
 
 import tracemalloc
 
+import keras
 import numpy as np
 import pytest
 
@@ -73,7 +74,30 @@ def test_fit_on_handmade_candidates_prefers_the_informative_member():
     assert ensemble.evaluate(cand, weights)[1] == videos  # every class is a candidate: every top 20 is exact
 
 
-def test_mixed_level_ensemble_predicts_the_weighted_logit_mean_of_its_members(runs, tmp_path):
+def test_classes_with_enough_positives_take_the_member_that_ranks_them_best():
+    """Member 0 ranks class 0 perfectly and class 1 at random, member 1 the reverse; class 2 has too few
+    positives for weights of its own."""
+    rng = np.random.default_rng(2)
+    videos, classes = 120, 3
+    truth = [np.flatnonzero(row) for row in rng.random((videos, classes)) < [0.3, 0.3, 0.02]]
+    dense = np.zeros((videos, classes))
+    for i, t in enumerate(truth):
+        dense[i, t] = 1
+    noise = rng.uniform(0.05, 0.95, (2, videos, classes))
+    scores = noise.copy()
+    scores[0, :, 0] = 0.5 * dense[:, 0] + 0.25 * noise[0, :, 0]  # member 0 separates class 0
+    scores[1, :, 1] = 0.5 * dense[:, 1] + 0.25 * noise[1, :, 1]  # member 1 separates class 1
+    labels = np.tile(np.arange(classes), (videos, 1))
+    cand = ensemble.Candidates(labels, scores.astype(np.float32), np.full((2, videos), -np.inf, np.float32),
+                               LabelSets.from_lists(truth), classes)
+    assert (dense[:, 2].sum() < ensemble.MIN_POSITIVES) and (dense[:, :2].sum(axis=0) >= 20).all()
+    w = np.array([0.5, 0.5])
+    chosen = ensemble.fit_class_weights(cand, w)
+    np.testing.assert_array_equal(chosen, [[1, 0, 0.5], [0, 1, 0.5]])
+    assert ensemble.evaluate(cand, chosen)[0].gap > ensemble.evaluate(cand, w)[0].gap
+
+
+def test_mixed_level_ensemble_predicts_the_weighted_mean_of_its_members(runs, tmp_path):
     """A frame-level qrnn and a video-level logistic: the ensemble reads frames and the store's video means."""
     root, _, validate_dir = runs
     out = tmp_path / "mixed"
@@ -84,10 +108,11 @@ def test_mixed_level_ensemble_predicts_the_weighted_logit_mean_of_its_members(ru
     assert set(model.input) == {"frames", "num_frames", "video"}
 
     got = all_scores(out, validate_dir)
-    w = [m["weight"] for m in card.ensemble["members"]]
+    w = keras.ops.convert_to_numpy(model.get_layer("weighted_mean").class_weights)
     members = [all_scores(root / run, validate_dir) for run in ("qrnn", "logistic")]
-    want = 1 / (1 + np.exp(-(w[0] * logit(members[0]) + w[1] * logit(members[1]))))
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert w.shape == (2, CLASSES) and np.allclose(w.sum(axis=0), 1)
+    np.testing.assert_allclose(w[:, 0], [m["weight"] for m in card.ensemble["members"]], atol=1e-6)  # too rare
+    np.testing.assert_allclose(got, w[0] * members[0] + w[1] * members[1], rtol=1e-5, atol=1e-7)
 
     store = Store(validate_dir)
     recomputed = evaluate(got, store.dense_labels(np.arange(len(store))))
@@ -121,15 +146,15 @@ def test_candidates_find_the_true_top_20_and_flag_the_videos_they_cannot_prove()
     floors = np.sort(dense, axis=2)[:, :, -k].astype(np.float32)
     truth = LabelSets.from_lists([rng.choice(classes, 2, replace=False) for _ in range(videos)])
     cand = ensemble.Candidates(labels, scores, floors, truth, classes)
-    w = np.array([0.3, 0.7])
-    combined = w[0] * logit(dense[0]) + w[1] * logit(dense[1])
-    true_top = np.sort(np.argsort(-combined, axis=1)[:, :2], axis=1)
-    _, exact = ensemble.evaluate(cand, w, k=2)
-    z = np.where(labels >= 0, w[0] * logit(scores[0]) + w[1] * logit(scores[1]), -np.inf)
-    got_top = np.sort(np.take_along_axis(labels, np.argsort(-z, axis=1)[:, :2], 1), axis=1)
-    proven = np.sort(z, axis=1)[:, -2] >= w[0] * logit(floors[0]) + w[1] * logit(floors[1])
-    assert exact == proven.sum() > 0
-    assert (got_top[proven] == true_top[proven]).all()
+    for space, w in (("logit", np.array([0.3, 0.7])),
+                     ("probability", np.where(np.arange(classes) % 3, [[0.3], [0.7]], [[1.0], [0.0]]))):
+        t = logit if space == "logit" else np.asarray
+        w2 = np.broadcast_to(w if w.ndim == 2 else w[:, None], (2, classes))
+        combined = w2[0] * t(dense[0]) + w2[1] * t(dense[1])
+        true_top = np.sort(np.argsort(-combined, axis=1)[:, :2], axis=1)
+        got, _, proven = ensemble.combined_top_k(cand, w, space, k=2)
+        assert ensemble.evaluate(cand, w, space, k=2)[1] == proven.sum() > 0
+        assert (np.sort(got, axis=1)[proven] == true_top[proven]).all(), space
 
 
 def test_memory_does_not_grow_with_the_number_of_videos(tmp_path):
