@@ -59,7 +59,7 @@ done
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$REPO/setup.sh"
 PY="$REPO/.venv/bin/python"
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" TF_CPP_MIN_LOG_LEVEL=2
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 if [ -n "$SUBMIT" ]; then  # find out now, not after the whole run, that the upload cannot work
   "$PY" -c 'import sys
 from submissions.kaggle_client import HELP, credential_source

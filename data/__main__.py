@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from common.cli import quiet_tensorflow, run
+from common.cli import run
 from data.formats import NUM_CLASSES
 
 
@@ -63,7 +63,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    quiet_tensorflow()
     if args.command == "synth":
         from data.synth import generate
 

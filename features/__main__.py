@@ -2,7 +2,7 @@
 
 import argparse
 
-from common.cli import quiet_tensorflow, run
+from common.cli import run
 
 
 def _positive(text: str) -> int:
@@ -48,5 +48,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    quiet_tensorflow()
     raise SystemExit(run(main))

@@ -3,10 +3,8 @@
 import argparse
 import json
 
-from common.cli import quiet_tensorflow, run
+from common.cli import run
 from common.errors import InputError
-
-quiet_tensorflow()  # before TensorFlow is first imported
 
 
 def parse_config(pairs: list[str]) -> dict:

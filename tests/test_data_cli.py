@@ -13,7 +13,7 @@ from tests.test_data_download import server  # noqa: F401  (the local HTTP serve
 
 
 def _run(*args, env=None):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "data", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -193,8 +193,7 @@ def test_video_level_models_train_on_a_frame_store_but_not_the_reverse(stores, t
 
 
 def run_cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "models", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "models", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -28,7 +28,7 @@ def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("run_all")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE_", "YT8M_"))}
     env.update(PYTHONPATH=str(install(root / "fake")), HOME=str(root / "home"), KAGGLE_USERNAME="someone",
-               KAGGLE_KEY="not-a-real-key", FAKE_KAGGLE_LOG=str(root / "kaggle.jsonl"), TF_CPP_MIN_LOG_LEVEL="2")
+               KAGGLE_KEY="not-a-real-key", FAKE_KAGGLE_LOG=str(root / "kaggle.jsonl"))
     work = root / "work"
     first = run_all("--workdir", str(work), *TINY, env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
