@@ -13,7 +13,7 @@ from common.errors import InputError
 from evaluation.__main__ import main
 from evaluation.metrics import evaluate, top_k
 from evaluation.score import run_and_split, save_report, score_files
-from features.store import create_store
+from features.writer import create_store
 from tests.test_evaluation_metrics import official_gap, official_hit_and_perr
 
 

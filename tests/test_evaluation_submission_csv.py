@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from common.errors import InputError
 from evaluation.submission_csv import HEADER, _body, _read_slow, read_submission, read_truth
-from features.store import create_store
+from features.writer import create_store
 
 
 def write(tmp_path, lines, name="run_validate.csv", header=HEADER, newline="\n"):

@@ -15,7 +15,8 @@ from common.card import Card
 from common.errors import InputError
 from data.formats import FEATURE_SIZE
 from evaluation.metrics import Accumulator
-from features.store import Store, create_store
+from features.store import Store
+from features.writer import create_store
 from models import zoo
 from models.__main__ import main as models_main
 from models.inference import iter_scores, load_model_dir

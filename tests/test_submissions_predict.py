@@ -7,7 +7,7 @@ import submissions.predict as predict_module
 from common.errors import InputError
 from evaluation.metrics import top_k
 from evaluation.submission_csv import read_submission
-from features.store import create_store
+from features.writer import create_store
 from submissions.__main__ import main
 from submissions.predict import predict, steady_rate
 
