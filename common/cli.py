@@ -1,4 +1,6 @@
-"""CLI plumbing shared by every stage's __main__: quiet TensorFlow, and bad input as one line and exit 2."""
+"""CLI plumbing shared by every stage's __main__: quiet TensorFlow, and bad input as one line and exit 2.
+
+Every `__main__` ends with `quiet_tensorflow()` then `raise SystemExit(run(main))`."""
 
 import atexit
 import os
@@ -61,9 +63,7 @@ def _pass_on(read_end: int, terminal: int) -> None:
 
 
 def run(main, argv=None) -> int:
-    """Call `main(argv)` with TensorFlow quiet; turn InputError (and a missing file) into `error: ...` and
-    exit status 2."""
-    quiet_tensorflow()
+    """Call `main(argv)`; turn InputError (and a missing file) into `error: ...` and exit status 2."""
     try:
         return main(argv) or 0
     except InputError as err:

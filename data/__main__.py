@@ -1,9 +1,8 @@
 """`python -m data synth|download|check`: generate, download or validate YouTube-8M TFRecord shards."""
 
 import argparse
-import sys
 
-from common.cli import run
+from common.cli import quiet_tensorflow, run
 from data.formats import NUM_CLASSES
 
 
@@ -79,4 +78,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    quiet_tensorflow()
+    raise SystemExit(run(main))

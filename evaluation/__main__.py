@@ -3,9 +3,8 @@
 import argparse
 import json
 import os
-import sys
 
-from common.cli import run
+from common.cli import quiet_tensorflow, run
 from common.workspace import workdir
 from evaluation.metrics import K
 
@@ -64,4 +63,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    quiet_tensorflow()
+    raise SystemExit(run(main))

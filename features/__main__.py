@@ -2,7 +2,7 @@
 
 import argparse
 
-from common.cli import run
+from common.cli import quiet_tensorflow, run
 
 
 def _positive(text: str) -> int:
@@ -48,4 +48,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()
     raise SystemExit(run(main))

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from common.cli import run
+from common.cli import quiet_tensorflow, run
 from common.errors import InputError
 
 
@@ -66,4 +66,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()
     raise SystemExit(run(main))

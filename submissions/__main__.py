@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from common.cli import run
+from common.cli import quiet_tensorflow, run
 from common.workspace import workdir
 
 
@@ -93,4 +93,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()
     raise SystemExit(run(main))
