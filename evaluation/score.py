@@ -75,13 +75,15 @@ def score_files(submission_csv, truth_source, *, ignore_extra: bool = False, num
                 k: int = K) -> ScoreReport:
     """Read both files and score; the vocabulary comes from a store, for a CSV from `num_classes` (3862)."""
     truth_source = Path(truth_source)
+    if num_classes is not None and num_classes < 1:
+        raise InputError("--classes", f"the vocabulary needs at least 1 class, not {num_classes}")
     if truth_source.is_dir():
         truth = read_truth(truth_source)
-        if num_classes and num_classes != truth.num_classes:
+        if num_classes is not None and num_classes != truth.num_classes:
             raise InputError(truth_source, f"this store has {truth.num_classes} classes, not {num_classes}")
         num_classes = truth.num_classes
     else:
-        num_classes = num_classes or DEFAULT_CLASSES
+        num_classes = DEFAULT_CLASSES if num_classes is None else num_classes
         truth = read_truth(truth_source, num_classes)
     submission = read_submission(submission_csv, num_classes, k)
     return score_submission(submission, truth, ignore_extra=ignore_extra, num_classes=num_classes, k=k)
