@@ -74,10 +74,10 @@ def _tf():
 def _records(path: Path) -> Iterator[bytes]:
     """The serialized records of a TFRecord file, CRCs checked (TensorFlow's C++ record reader).
 
-    `tf.compat.v1.io.tf_record_iterator` costs microseconds per file where a `tf.data.TFRecordDataset`
-    costs about 10 ms to set up, which dominates on many small shards. It is marked deprecated in favour
-    of tf.data (slower here): the undecorated function skips the notice without touching shared logger
-    state, so threads can read at the same time.
+    `tf.compat.v1.io.tf_record_iterator` starts far faster than a `tf.data.TFRecordDataset`, whose set-up
+    dominates on many small shards (benchmarks/RESULTS.md, development measurements). It is marked
+    deprecated in favour of tf.data: the undecorated function skips the notice without touching shared
+    logger state, so threads can read at the same time.
     """
     iterate = _tf().compat.v1.io.tf_record_iterator
     yield from getattr(iterate, "__wrapped__", iterate)(str(path))

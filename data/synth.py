@@ -91,7 +91,6 @@ class Knobs:
 
 
 REGULAR, STRETCH, ORDER_AB, ORDER_BA = 0, 1, 2, 3
-ROLE_NAMES = {REGULAR: "regular", STRETCH: "stretch", ORDER_AB: "order (A then B)", ORDER_BA: "order (B then A)"}
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Read Kaggle submission CSVs and ground truth (a feature store or a `VideoId,Labels` CSV), strictly.
 
 Submission: header `VideoId,LabelConfidencePairs`, then `<id>,<label> <score> ...` with at most k pairs.
-Reading is vectorized (NumPy finds the line structure, pandas' C parser reads the numbers), so a
-1,000,000-row file takes seconds. When anything looks wrong, the file is re-read line by line with the
+Reading is vectorized (NumPy finds the line structure, pandas' C parser reads the numbers; speed:
+benchmarks/RESULTS.md, Evaluation). When anything looks wrong, the file is re-read line by line with the
 plain parser below, which names the first bad line and what is wrong with it.
 """
 

@@ -12,9 +12,9 @@ class FrameFeatures(keras.layers.Layer):
 
     Dequantizes as YouTube-8M does (q * 4/255 + 4/512 - 2) and L2-normalizes each frame (the starter
     code's input normalization), scaled to unit mean square per feature (norm sqrt(1152)) so that gate
-    pre-activations start near unit size: on the synthetic data this took the qrnn's validation GAP after
-    one epoch from 0.11 (unit norm) to 0.46. The mask marks the first num_frames steps of each row as real,
-    so recurrent layers after it skip the zero padding.
+    pre-activations start near unit size (measured: benchmarks/RESULTS.md, development measurements).
+    The mask marks the first num_frames steps of each row as real, so recurrent layers after it skip the
+    zero padding.
     """
 
     def __init__(self, **kwargs):
@@ -44,8 +44,8 @@ class VideoChunks(keras.layers.Layer):
     The vector is L2-normalized and scaled to unit mean square per feature (so gate pre-activations start
     near unit size), cut into chunks of `chunk` features (rgb chunks, then audio) and read in reverse:
     the audio chunk first and the rgb chunk holding the first (largest-variance) PCA components last,
-    nearest the output, where a forget-gated state remembers best. On the real 2018 shards, reading in
-    this order reached validation GAP 0.50 after 2 epochs against 0.33 for the forward order.
+    nearest the output, where a forget-gated state remembers best (measured against the forward order:
+    benchmarks/RESULTS.md, development measurements).
     """
 
     def __init__(self, chunk=128, **kwargs):

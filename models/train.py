@@ -126,9 +126,9 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
 
     Keras averages the loss over the C classes where the starter sums it, so every gradient is C times
     smaller. Adam ignores the loss scale except through its epsilon and the clip norm, and Keras' epsilon
-    (1e-7) then swamps the kernels' gradients (about 1e-9 here): their steps shrink to ~1% of the learning
-    rate. Dividing the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2
-    penalties are divided by C for the same reason: models.heads.l2_penalty)."""
+    (1e-7) then swamps the kernels' gradients (benchmarks/RESULTS.md, development measurements). Dividing
+    the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2 penalties are
+    divided by C for the same reason: models.heads.l2_penalty)."""
     classes = model.output_shape[-1]
     optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
                                       clipnorm=options.clipnorm / classes)
