@@ -400,6 +400,8 @@ def generate(out, level: str, split: str, videos: int, seed: int = 0, classes: i
             bar.update(len(block.ids))
 
     out.mkdir(parents=True, exist_ok=True)
+    for leftover in out.glob(f".{split}.*.tmp"):  # the staging folder of a run that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{split}.", suffix=".tmp", dir=out))
     try:  # all shards are written aside first: a failed run leaves an earlier complete one untouched
         blocks = prefetched_blocks(world, seed, split, videos, knobs)
