@@ -382,7 +382,7 @@ def generate(out, level: str, split: str, videos: int, seed: int = 0, classes: i
               "generator_version": GENERATOR_VERSION}
     old = _same_as_before(summary_path, wanted)
     if old is not None:
-        print(f"{out}: {split} already holds these {videos:,} synthetic {level}-level videos; skipped")
+        print(f"{out}: up to date ({split}: these {videos:,} synthetic {level}-level videos)")
         return old
 
     started = time.perf_counter()

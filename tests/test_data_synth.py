@@ -87,7 +87,7 @@ def test_same_arguments_same_bytes_and_other_seed_other_bytes(tmp_path, frame_di
     generate(tmp_path / "again", "frame", "train", 130, seed=3, classes=CLASSES, progress=False)
     assert _digest(tmp_path / "again") == _digest(frame_dir)
     generate(tmp_path / "again", "frame", "train", 130, seed=3, classes=CLASSES, progress=False)
-    assert "skipped" in capsys.readouterr().out  # a complete earlier run is not redone
+    assert "up to date" in capsys.readouterr().out  # a complete earlier run is not redone
     generate(tmp_path / "other", "frame", "train", 130, seed=4, classes=CLASSES, progress=False)
     assert _digest(tmp_path / "other") != _digest(frame_dir)
 
