@@ -11,11 +11,12 @@ import threading
 from common.errors import InputError
 
 # TensorFlow's C++ start-up lines: absl's banner, INFO and WARNING lines (printed before TF_CPP_MIN_LOG_LEVEL
-# applies), and the error a machine without a GPU gets from CUDA. Everything else on stderr passes through.
+# applies), the error a machine without a GPU gets from CUDA, and the CUDA builds' known-harmless "Unable to
+# register cuDNN/cuFFT/cuBLAS factory" errors. Everything else on stderr passes through.
 TF_NOISE = re.compile(
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\n"
     rb"|[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] [^\n]*\n"
-    rb"|E\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] failed call to cuInit[^\n]*\n")
+    rb"|E\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory)[^\n]*\n")
 TF_NOISE_START = re.compile(rb"WARNING: All log|[IWE]\d{4} ")
 
 

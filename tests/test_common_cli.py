@@ -47,7 +47,9 @@ def test_the_filter_drops_start_up_lines_and_keeps_everything_else():
              b"I0000 00:00:1795850969.785448    8330 port.cc:153] oneDNN custom operations are on.\n"
              b"I0000 00:00:1795850969.785761    8330 cudart_stub.cc:31] Could not find cuda drivers.\n")
     cuinit = (b"E0000 00:00:1795850976.985727    8365 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
-              b"CUDA error\n")
+              b"CUDA error\n"
+              b"E0000 00:00:1732000000.100000    8365 cuda_dnn.cc:8310] Unable to register cuDNN factory: "
+              b"Attempting to register factory for plugin cuDNN when one has already been registered\n")
     ours = b"\rconverting:  50%|#####     | 1/2\rconverting: 100%|##########| 2/2\n" + b"error: x: bad\n"
     real_error = b"E1128 07:29:33.123456    8365 some_op.cc:12] a real error\n"
     assert filtered(noise + b"\rconverting:   0%|" + cuinit + ours + real_error) == (
