@@ -20,7 +20,7 @@ from features.writer import create_store
 from models import zoo
 from models.__main__ import main as models_main
 from models.inference import iter_scores, load_model_dir
-from models.train import HISTORY_COLUMNS, TrainOptions, train
+from models.train import HISTORY_COLUMNS, TrainOptions, plot_history, train
 from tests.conftest import REPO
 
 CLASSES = 6
@@ -273,3 +273,16 @@ def test_cli_in_a_process_trains_says_up_to_date_and_refuses(stores, tmp_path):
     assert refused.returncode == 2
     assert refused.stderr == f"error: {tmp_path / 'run'}: not a feature store (no manifest.json)\n"
     assert not (tmp_path / "lstm").exists()
+
+
+def test_the_training_plot_has_whole_epoch_ticks(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at its axes
+    history = [{"epoch": e, "loss": 1.0 / e, "val_gap": 0.1 * e, "val_hit_at_one": 0.2, "val_perr": 0.1}
+               for e in (1, 2, 3)]
+    plot_history(tmp_path / "training.png", history, 3, "run")
+    for axis in figures[0].axes:
+        ticks = [t for t in axis.get_xticks() if 1 <= t <= 3]
+        assert ticks == [1.0, 2.0, 3.0], ticks
