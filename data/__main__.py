@@ -56,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
                                 description="Validate shards: read every record; a bad one is an error "
                                             "naming file and record, or skipped with --skip-corrupt.")
     check.add_argument("--shards", required=True, help="folder of .tfrecord files, or a glob")
-    check.add_argument("--skip-corrupt", action="store_true", help="skip bad records and count them")
+    check.add_argument("--skip-corrupt", action="store_true",
+                       help="skip bad records and unreadable shards, and report each")
     return top
 
 
