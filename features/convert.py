@@ -41,7 +41,7 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
     fmt = common_format([s.path for s in scans], skip_corrupt)
     writer = StoreWriter(out, level=fmt.level, version=fmt.version, num_classes=fmt.num_classes,
                          has_labels=fmt.has_labels)
-    kept = writer.resume([_source(s) for s in scans], lambda done, now: _usable(done, now, skip_corrupt))
+    kept = writer.start([_source(s) for s in scans], lambda done, now: _usable(done, now, skip_corrupt))
     todo = scans[kept:]
     reports = [ReadReport() for _ in todo]
     bar = tqdm(total=sum(s.bytes for s in todo), unit="B", unit_scale=True, desc="converting", dynamic_ncols=True)
@@ -55,7 +55,7 @@ def convert(shards, out, *, workers: int | None = None, skip_corrupt: bool = Fal
                     step = todo[i].bytes * len(batch.ids) // max(todo[i].records, 1)
                 else:
                     report = reports[i]
-                    writer.end_shard(_source(todo[i], report), report.problems)
+                    writer.end_shard(_source(todo[i], report))
                     for problem in report.problems:
                         tqdm.write(f"skipped: {problem}")
                     step = todo[i].bytes - counted[i]

@@ -6,7 +6,7 @@ the header and renames them: every frame is written once), and `journal.jsonl`: 
 store this is, then one line per finished shard records the size of every file after it. A line is
 appended only once the shard's rows are on their way to disk, so a run killed at any moment (kill -9)
 leaves a journal whose every complete line vouches for data in the files. The next run keeps the shards it
-lists when they are the same files in the same order (`resume`), cuts the files after the last of them and
+lists when they are the same files in the same order (`start`), cuts the files after the last of them and
 goes on. Publishing builds the store under a temporary name and renames it, so an old store stays until
 the new one is complete.
 """
@@ -59,16 +59,15 @@ class StoreWriter:
         if level == "frame":
             self.columns |= {"frame_offsets": (np.dtype(np.int64), ()), "frames": (np.dtype(np.uint8), (FEATURE_SIZE,))}
         self.sources: list[Source] = []  # finished shards
-        self.problems: list[str] = []
         self.sizes: dict[str, int] = {}  # bytes of every .grow file, appends in flight included
         self.totals = {"labels": 0, "frames": 0}  # rows appended to labels_indices and frames
         self.files, self.writes, self.thread = {}, [], None
 
     # -- starting -----------------------------------------------------------------------------------
-    def resume(self, sources: list[Source], usable) -> int:
-        """Keep the leading shards of `sources` that an interrupted run finished (`usable(journaled, now)`
-        decides for each), cut the files after them and open them for appending; return how many were kept.
-        Whatever else is in the parts folder is removed."""
+    def start(self, sources: list[Source] = (), usable=None) -> int:
+        """Open the files for appending, keeping the leading shards of `sources` that an interrupted run
+        finished (`usable(journaled, now)` decides for each; the files are cut after them); return how many
+        were kept. Whatever else is in the parts folder is removed."""
         kept, sizes = [], None
         for entry in self._journal()[1:]:
             if len(kept) == len(sources) or not usable(Source(**entry["source"]), sources[len(kept)]):
@@ -118,7 +117,6 @@ class StoreWriter:
             self.files[name] = open(self.parts / f"{name}.grow", "ab")
         self.sizes = dict(sizes)
         self.sources = [Source(**entry["source"]) for entry in kept]
-        self.problems = [p for entry in kept for p in entry["problems"]]
         self.totals = {"labels": self._rows("labels_indices"), "frames": self._rows("frames")}
         lines = [self.identity] + kept
         with open(self.parts / JOURNAL, "w") as journal:  # rewritten whole: only the kept lines stay
@@ -168,13 +166,12 @@ class StoreWriter:
         for handle in self.files.values():
             handle.flush()
 
-    def end_shard(self, source: Source | None, problems: list[str] = ()) -> None:
+    def end_shard(self, source: Source | None) -> None:
         """The shard's videos are all added: journal it (after its rows), so a later run can keep it."""
         self._flush()
         if source is not None:
             self.sources.append(source)
-        self.problems += problems
-        entry = {"source": asdict(source) if source else None, "sizes": self.sizes, "problems": list(problems)}
+        entry = {"source": asdict(source) if source else None, "sizes": self.sizes}
         with open(self.parts / JOURNAL, "a") as journal:
             journal.write(json.dumps(entry) + "\n")
 
@@ -248,7 +245,7 @@ def create_store(path, ids, labels, video, *, frames=None, num_frames=None, num_
     video = np.asarray(video, dtype=np.float32).reshape(len(ids), FEATURE_SIZE)
     writer = StoreWriter(path, level="video" if frames is None else "frame", num_classes=num_classes,
                          has_labels=has_labels, version={c: v for v, c in NUM_CLASSES.items()}.get(num_classes))
-    writer.resume([], None)
+    writer.start()
     try:
         writer.add(Batch(0, ids, rows, video, frames, num_frames))
         writer.end_shard(source)

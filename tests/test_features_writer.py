@@ -32,7 +32,7 @@ def store_bytes(path) -> dict:
 
 def straight(out) -> dict:
     w = writer(out)
-    w.resume(SOURCES, same)
+    w.start(SOURCES, same)
     w.add(batch(0, 2))
     w.end_shard(SOURCES[0])
     w.add(batch(2, 3))
@@ -44,7 +44,7 @@ def straight(out) -> dict:
 def test_a_cut_journal_line_and_rows_after_the_last_full_line_are_dropped(tmp_path):
     out = tmp_path / "store"
     w = writer(out)
-    assert w.resume(SOURCES, same) == 0
+    assert w.start(SOURCES, same) == 0
     w.add(batch(0, 2))
     w.end_shard(SOURCES[0])
     w.add(batch(2, 1))  # shard b half written: rows on disk, no journal line
@@ -52,7 +52,7 @@ def test_a_cut_journal_line_and_rows_after_the_last_full_line_are_dropped(tmp_pa
     with open(parts_folder(out) / JOURNAL, "a") as journal:
         journal.write('{"source": {"name": "b.tfrec')  # killed while appending b's line
     again = writer(out)
-    assert again.resume(SOURCES, same) == 1
+    assert again.start(SOURCES, same) == 1
     again.add(batch(2, 3))
     again.end_shard(SOURCES[1])
     manifest = again.publish()
@@ -64,25 +64,25 @@ def test_a_cut_journal_line_and_rows_after_the_last_full_line_are_dropped(tmp_pa
 def test_parts_the_journal_cannot_vouch_for_are_removed(tmp_path):
     out = tmp_path / "store"
     w = writer(out)
-    w.resume(SOURCES, same)
+    w.start(SOURCES, same)
     w.add(batch(0, 2))
     w.end_shard(SOURCES[0])
     w.close()
     frames = parts_folder(out) / "frames.grow"
     frames.write_bytes(frames.read_bytes()[:-10])  # shorter than the journal says
-    assert writer(out).resume(SOURCES, same) == 0
+    assert writer(out).start(SOURCES, same) == 0
     assert sorted(p.name for p in parts_folder(out).iterdir()) == [
         "frame_offsets.grow", "frames.grow", "ids.grow", JOURNAL, "labels_indices.grow", "labels_indptr.grow",
         "video.grow"]
     assert len((parts_folder(out) / JOURNAL).read_text().splitlines()) == 1  # started over: no shard yet
     other = StoreWriter(out, level="video", num_classes=10)  # another kind of store: nothing is kept
-    assert other.resume(SOURCES, same) == 0
+    assert other.start(SOURCES, same) == 0
 
 
 def test_a_failure_before_any_finished_shard_leaves_nothing(tmp_path):
     out = tmp_path / "store"
     w = writer(out)
-    w.resume(SOURCES, same)
+    w.start(SOURCES, same)
     w.add(batch(0, 2))
     w.close()
     assert not parts_folder(out).exists()

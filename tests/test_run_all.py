@@ -66,7 +66,7 @@ def test_second_run_skips_every_stage_and_submits_the_best_test_csv(pipeline):
     work, _, env, kaggle_log = pipeline
     second = run_all("--workdir", str(work), *TINY, "--submit", "youtube8m-2018", env=env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    blocks = second.stdout.split("\n== ")[1:]  # each stage's header line and what its command printed
+    blocks = ("\n" + second.stdout).split("\n== ")[1:]  # each stage's header and what its command printed
     stages = [b for b in blocks if not b.startswith(("leaderboard", "submit"))]
     assert len(stages) == 3 + 3 + 4 * 4  # data, features, then train/predict x2/score per model
     assert all("up to date" in b for b in stages), [b for b in stages if "up to date" not in b]
