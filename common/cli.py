@@ -10,18 +10,20 @@ import threading
 
 from common.errors import InputError
 
-# TensorFlow's C++ start-up lines: absl's banner, INFO and WARNING lines (printed before TF_CPP_MIN_LOG_LEVEL
-# applies), the error a machine without a GPU gets from CUDA, and the CUDA builds' known-harmless "Unable to
-# register cuDNN/cuFFT/cuBLAS factory" errors. Everything else on stderr passes through.
+# TensorFlow's C++ notices: absl's banner, INFO and WARNING lines (some printed before TF_CPP_MIN_LOG_LEVEL
+# applies), and three harmless ERROR-level ones: CUDA failing on a machine without a GPU, the CUDA builds'
+# "Unable to register cuDNN/cuFFT/cuBLAS factory", and oneDNN falling back to Eigen for a data type (first use
+# of some ops). Every other line on stderr passes through, TensorFlow's other errors included.
 TF_NOISE = re.compile(
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\n"
     rb"|[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] [^\n]*\n"
-    rb"|E\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory)[^\n]*\n")
+    rb"|E\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory"
+    rb"|oneDNN supports \w+ only on platforms with)[^\n]*\n")
 TF_NOISE_START = re.compile(rb"WARNING: All log|[IWE]\d{4} ")
 
 
 def quiet_tensorflow() -> None:
-    """Keep TensorFlow's start-up chatter off the terminal; call it before TensorFlow is imported.
+    """Keep TensorFlow's chatter (TF_NOISE) off the terminal; call it before TensorFlow is imported.
 
     Some of those lines are printed before TensorFlow reads TF_CPP_MIN_LOG_LEVEL, so the process's stderr
     (file descriptor 2) goes through a pipe whose reader drops them and passes everything else on at once
