@@ -47,8 +47,8 @@ def up_to_date(csv: Path, inputs: dict) -> bool:
         record = json.loads(record_path(csv).read_text())
     except (OSError, ValueError):
         return False
-    return (csv.is_file() and record.get("inputs") == inputs and record.get("bytes") == csv.stat().st_size
-            and record.get("sha256") == digest(csv))
+    return (isinstance(record, dict) and csv.is_file() and record.get("inputs") == inputs
+            and record.get("bytes") == csv.stat().st_size and record.get("sha256") == digest(csv))
 
 
 def top_k_batches(model, card, store, k: int, batch_size: int, progress, marks: list) -> Iterator[tuple]:
