@@ -8,7 +8,8 @@ from data.quantization import BIAS, SCALE
 
 def unit_mean_square(x):
     """x (..., D) L2-normalized along the last axis and scaled to norm sqrt(D): each feature is then about
-    unit size, so gate pre-activations start near unit size (a unit norm started them far too small)."""
+    unit size, so gate pre-activations start near unit size (measured against a unit norm:
+    benchmarks/RESULTS.md, development measurements)."""
     norm = ops.sqrt(ops.maximum(ops.sum(x * x, axis=-1, keepdims=True), 1e-12))
     return x * (x.shape[-1] ** 0.5) / norm
 
@@ -55,7 +56,8 @@ class VideoChunks(keras.layers.Layer):
 
     The vector is cut into chunks of `chunk` features (rgb chunks, then audio) and read in reverse: the
     audio chunk first and the rgb chunk holding the first (largest-variance) PCA components last, nearest
-    the output, where a forget-gated state remembers best (this order beat the forward one on real shards).
+    the output, where a forget-gated state remembers best (measured against the forward order:
+    benchmarks/RESULTS.md, development measurements).
     """
 
     def __init__(self, chunk=128, **kwargs):

@@ -20,6 +20,7 @@ from common.errors import InputError
 from data.formats import AUDIO_SIZE, FEATURE_SIZE
 from models.heads import HEADS, classifier
 from models.inputs import FrameFeatures, VideoChunks, VideoFeatures
+from models.pooling import MODES as READOUTS
 from models.pooling import Reverse, TemporalPooling
 from models.qrnn import POOLINGS, qrnn_stack
 
@@ -187,6 +188,7 @@ def make_config(name: str, overrides: dict | None = None):
 def build(name: str, num_classes: int, config: dict | None = None) -> keras.Model:
     """An uncompiled Keras model `name` for `num_classes` classes; `config` overrides default fields."""
     cfg = config if dataclasses.is_dataclass(config) else make_config(name, config)
+    _check(name, cfg)
     if int(num_classes) < 1:
         raise InputError(f"{name} config", f"num_classes must be at least 1, not {num_classes}")
     return spec(name).builder(int(num_classes), cfg)
@@ -227,6 +229,11 @@ def _check(name, cfg):
         problems.append(f"head must be one of {', '.join(HEADS)}")
     if not 0.0 <= getattr(cfg, "zoneout", 0.0) < 1.0:
         problems.append("zoneout must be in [0, 1)")
+    if not 0.0 <= getattr(cfg, "dropout", 0.0) < 1.0:
+        problems.append("dropout must be in [0, 1)")
+    modes = getattr(cfg, "readout", "last").split("+")
+    if any(mode not in READOUTS for mode in modes) or len(set(modes)) < len(modes):
+        problems.append(f"readout must be distinct modes of {', '.join(READOUTS)} joined by '+'")
     if cfg.l2 < 0:
         problems.append("l2 must not be negative")
     if hasattr(cfg, "chunk") and cfg.chunk >= 1 and AUDIO_SIZE % cfg.chunk:

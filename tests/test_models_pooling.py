@@ -72,8 +72,3 @@ def test_pooling_saves_and_reloads_in_a_model(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
-
-
-def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="modes"):
-        TemporalPooling(["median"])

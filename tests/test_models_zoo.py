@@ -113,6 +113,10 @@ def test_config_overrides_and_refusals():
         ("qrnn", {"hidden": "big"}, "hidden must be of type int"),
         ("qrnn", {"pooling": "if"}, "pooling must be one of"),
         ("qrnn", {"layers": 0}, "layers must be at least 1"),
+        ("qrnn", {"readout": "last+median"}, "readout must be distinct modes of last, mean, max, attention"),
+        ("qrnn", {"dropout": 1.0}, "dropout must be in"),
+        ("qrnn", {"zoneout": "1"}, "zoneout must be in"),
+        ("lstm", {"hidden": 0}, "hidden must be at least 1"),
         ("qrnn-video", {"chunk": 96}, "chunk must divide 128"),
         ("lstm", {"head": "svm"}, "head must be one of"),
         ("logistic", {"experts": 2}, "unknown key 'experts'"),
@@ -121,6 +125,8 @@ def test_config_overrides_and_refusals():
         with pytest.raises(InputError, match=problem):
             zoo.build(name, CLASSES, overrides)
     assert zoo.build("qrnn-video", CLASSES, {"chunk": 32}).get_layer("chunks").output.shape[1:] == (36, 32)
+    with pytest.raises(InputError, match="qrnn config: window must be at least 1"):
+        zoo.build("qrnn", CLASSES, zoo.QrnnConfig(window=0))  # a config object is checked too
 
 
 def test_heads_start_at_the_class_prior():
