@@ -65,6 +65,7 @@ def train_and_score(name: str, train_dir, validate_dir, test_dir, out: Path, opt
                     seed_of_world: int | None = None) -> Result:
     """Train `name` (models.train.train) and score the best epoch on `test_dir`; with `seed_of_world`,
     also the mean per-class AP of each class role of that synthetic world."""
+    from evaluation.metrics import evaluate
     from features.store import Store
     from models.inference import iter_scores, load_model_dir
     from models.train import train
@@ -74,8 +75,6 @@ def train_and_score(name: str, train_dir, validate_dir, test_dir, out: Path, opt
     store = Store(test_dir)
     scores = np.concatenate([s for _, s in iter_scores(model, card, store)])
     truth = store.dense_labels(np.arange(len(store)))
-    from evaluation.metrics import evaluate
-
     overall = evaluate(scores, truth)
     roles = role_map(scores, truth, seed_of_world) if seed_of_world is not None else {}
     return Result(name, overall.gap, overall.hit_at_one, overall.perr, roles, card.parameters,
