@@ -25,18 +25,20 @@ writes nothing.
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common.cli import quiet_tensorflow
+
+quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 
 from benchmarks.bench_models import speed  # noqa: E402
 from benchmarks.results import write_section  # noqa: E402
+from benchmarks.runs import REAL, mean_sd, real_split, synthetic_world, train_and_score  # noqa: E402
 from common.card import Card  # noqa: E402
 from evaluation.metrics import Accumulator  # noqa: E402
 from features.store import Store  # noqa: E402
@@ -45,12 +47,11 @@ from models.export import export  # noqa: E402
 from models.inference import load_model_dir, sampled_frames, scores_in_batches, store_scores  # noqa: E402
 from models.train import TrainOptions, train  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-REAL = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m")) / "video-2018-validate"
+SPLITS = ("train", "validate", "test")
 MEMBERS = ("qrnn", "nextvlad", "lstm", "moe", "logistic")  # run_all.sh's frame-level defaults
-FULL = dict(train_videos=2000, small_videos=400, epochs=3, real_epochs=3, speed_batches=4, speed_rounds=3, frames=32,
+FULL = dict(train_videos=2000, small_videos=400, epochs=3, real_epochs=3, speed_batches=4, speed_rounds=3,
             real_train="validate00[0-8][0-9].tfrecord", real_validate="validate009[0-9].tfrecord")
-QUICK = dict(train_videos=60, small_videos=30, epochs=1, real_epochs=1, speed_batches=1, speed_rounds=1, frames=8,
+QUICK = dict(train_videos=60, small_videos=30, epochs=1, real_epochs=1, speed_batches=1, speed_rounds=1,
              real_train="validate000[0-1].tfrecord", real_validate="validate009[0-1].tfrecord")
 # With a transfer store, the training videos keep their labels alone: on world 0 (qrnn, validation GAP after
 # 3 epochs, its test split as the transfer store) W = 0 gave 0.5580, W = 0.5 0.5568, no transfer store 0.5506,
@@ -58,30 +59,14 @@ QUICK = dict(train_videos=60, small_videos=30, epochs=1, real_epochs=1, speed_ba
 TRANSFER_WEIGHT = 0.0
 
 
-def sh(*args) -> None:
-    """Run one of the project's commands (`python -m ...`), failing loudly."""
-    print("$", " ".join(str(a) for a in args), flush=True)
-    subprocess.run([sys.executable, "-m", *map(str, args)], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-
-
 def synthetic_stores(root: Path, seed: int, sizes: dict, given: Path | None) -> dict[str, Path]:
-    """train / validate / test stores of world `seed`: given, or generated like run_all.sh's."""
+    """train / validate / test stores of world `seed`: given (DIR/seed<N>/features/<split>), or generated as
+    run_all.sh makes them (benchmarks.runs.synthetic_world)."""
     if given is not None:
-        return {split: given / f"seed{seed}" / "features" / split for split in ("train", "validate", "test")}
-    stores = {}
-    for split in ("train", "validate", "test"):
-        videos = sizes["train_videos"] if split == "train" else sizes["small_videos"]
-        shards, store = root / "shards" / split, root / "features" / split
-        sh("data", "synth", "--out", shards, "--level", "frame", "--split", split, "--videos", videos,
-           "--seed", seed)
-        sh("features", "convert", "--shards", shards, "--out", store)
-        stores[split] = store
-    return stores
-
-
-def test_gap(folder: Path, store: Store) -> float:
-    """GAP@20 of a model folder on a labelled store, streamed."""
-    return timed_gap(folder, store)[0]
+        return {split: given / f"seed{seed}" / "features" / split for split in SPLITS}
+    videos = {split: sizes["train_videos"] if split == "train" else sizes["small_videos"] for split in SPLITS}
+    world = synthetic_world(root, seed, videos)
+    return {split: world / split for split in SPLITS}
 
 
 def timed_gap(folder: Path, store: Store) -> tuple[float, float]:
@@ -99,28 +84,26 @@ def timed_gap(folder: Path, store: Store) -> tuple[float, float]:
 def world(seed: int, stores: dict[str, Path], runs: Path, sizes: dict, members: tuple) -> dict:
     """Train, combine, distill and export in world `seed`; every figure on its test split."""
     options = TrainOptions(epochs=sizes["epochs"], patience=sizes["epochs"])
-    for name in members:
-        train(name, stores["train"], stores["validate"], runs / name, options, verbose=0)
+    splits = stores["train"], stores["validate"], stores["test"]
+    results = {name: train_and_score(name, *splits, runs / name, options) for name in members}
     folders = [runs / name for name in members]
     ens = ensemble.make_ensemble(folders, stores["validate"], runs / "ensemble", progress=False)
+    weights = np.array([m["weight"] for m in ens.ensemble["members"]])
+    fig = {"seed": seed, "members": {name: r.gap for name, r in results.items()}, "results": results,
+           "sizes": {name: Card.load(runs / name).file_bytes for name in members},
+           "weights": dict(zip(members, weights.round(3), strict=True)),
+           "own weights": ens.ensemble["classes_with_own_weights"]}
     for run, transfer, weight in (("qrnn-distilled", None, TrainOptions.teacher_weight),
                                   ("qrnn-distilled-transfer", str(stores["validate"]), TRANSFER_WEIGHT)):
         distilled = TrainOptions(epochs=sizes["epochs"], patience=sizes["epochs"], teacher=str(runs / "ensemble"),
                                  teacher_weight=weight, transfer=transfer)
-        train("qrnn", stores["train"], stores["validate"], runs / run, distilled, verbose=0)
+        fig[run] = train_and_score("qrnn", *splits, runs / run, distilled).gap
 
     test = Store(stores["test"])
+    fig["videos"] = len(test)
     loaded = ensemble.load_members(folders)
     test_cand = ensemble.collect_candidates(loaded, test, progress=False)
     valid_cand = ensemble.collect_candidates(loaded, Store(stores["validate"]), progress=False)
-    weights = np.array([m["weight"] for m in ens.ensemble["members"]])
-    fig = {"seed": seed, "members": {}, "weights": dict(zip(members, weights.round(3), strict=True)),
-           "own weights": ens.ensemble["classes_with_own_weights"], "videos": len(test)}
-    for i, name in enumerate(members):
-        fig["members"][name] = ensemble.evaluate(test_cand, np.eye(len(members))[i])[0].gap
-    fig["cards"] = {name: Card.load(runs / name) for name in members}
-    for run in ("qrnn-distilled", "qrnn-distilled-transfer"):
-        fig[run] = test_gap(runs / run, test)
 
     # The fit of each kind, on the validation split; scored on the test split (the product's: make_ensemble's).
     for space in ensemble.SPACES:
@@ -131,7 +114,7 @@ def world(seed: int, stores: dict[str, Path], runs: Path, sizes: dict, members: 
             if (kind, space) == ("per-class", ensemble.SPACE):
                 fig["ensemble"], fig["exact"] = scores.gap, exact
     if fig["exact"] < len(test):  # some top 20 not proven by the candidates: the saved ensemble, end to end
-        fig["ensemble"] = test_gap(runs / "ensemble", test)
+        fig["ensemble"] = timed_gap(runs / "ensemble", test)[0]
     fig["equal weights"] = ensemble.evaluate(test_cand, np.full(len(members), 1 / len(members)))[0].gap
 
     fig["exports"] = {}
@@ -149,11 +132,11 @@ def world(seed: int, stores: dict[str, Path], runs: Path, sizes: dict, members: 
 
 def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
     seeds = [f["seed"] for f in figs]
-    head = "| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |"
+    head = "| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |"
     rule = "|---|" + "---|" * (len(seeds) + 1)
 
     def row(label, values):
-        return f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {np.mean(values):.4f} |"
+        return f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {mean_sd(values)} |"
 
     lines = [f"Test-split GAP@20 ({sizes['small_videos']} videos per world):", "", head, rule]
     for name in members:
@@ -179,9 +162,9 @@ def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
     lines += ["", "Members (mean over the worlds; training videos/s as the card measured it, while other jobs ran):",
               "", "| model | parameters | model.keras MB | train videos/s |", "|---|---|---|---|"]
     for name in members:
-        cards = [f["cards"][name] for f in figs]
-        lines.append(f"| {name} | {cards[0].parameters:,} | {cards[0].file_bytes / 1e6:.1f} | "
-                     f"{np.mean([c.train_videos_per_second for c in cards]):.1f} |")
+        results = [f["results"][name] for f in figs]
+        lines.append(f"| {name} | {results[0].parameters:,} | {figs[0]['sizes'][name] / 1e6:.1f} | "
+                     f"{np.mean([r.train_videos_per_second for r in results]):.1f} |")
     lines += ["", "Exports (size: model.keras of the export / of the source; GAP change on the test split; "
               "inference videos/s of the export / of the source, measured one after the other):", "",
               "| export | " + " | ".join(f"seed {s}: size, GAP change, speed" for s in seeds) + " |",
@@ -196,19 +179,19 @@ def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
 # ---------------------------------------------------------------- 3. real shards
 
 
-def real_split(root: Path, sizes: dict) -> str | None:
+def real_ensemble(root: Path, sizes: dict) -> str | None:
     """logistic, moe and qrnn-video on the real split and their 2-fold cross-fitted ensemble."""
-    if not REAL.is_dir():
+    stores = real_split(root, sizes["real_train"], sizes["real_validate"])
+    if stores is None:
         return None
-    train_dir, validate_dir = root / "train", root / "validate"
-    sh("features", "convert", "--shards", REAL / sizes["real_train"], "--out", train_dir)
-    sh("features", "convert", "--shards", REAL / sizes["real_validate"], "--out", validate_dir)
+    train_dir, validate_dir = stores
     options = TrainOptions(epochs=sizes["real_epochs"], batch_size=256, patience=sizes["real_epochs"])
     names = ("logistic", "moe", "qrnn-video")
     for name in names:
         train(name, train_dir, validate_dir, root / name, options, verbose=0)
     store = Store(validate_dir)
     cand = ensemble.collect_candidates(ensemble.load_members([root / n for n in names]), store, progress=False)
+
     def fitted(part):  # what models ensemble fits: member weights, then classes with their own
         w, _ = ensemble.fit_weights(part)
         return w, ensemble.fit_class_weights(part, w)
@@ -252,10 +235,10 @@ def main(argv=None) -> int:
         tmp = args.workdir or Path(tmp)
         figs = []
         for seed in args.seeds:
-            stores = synthetic_stores(tmp / f"seed{seed}", seed, sizes, args.stores)
+            stores = synthetic_stores(tmp, seed, sizes, args.stores)
             if not figs:
                 body += ["### Speed: nextvlad beside the qrnn (defaults)", "",
-                         speed(stores["train"], sizes, ("nextvlad", "qrnn")), ""]
+                         speed(stores["train"], sizes, ("nextvlad", "qrnn"))[0], ""]
             figs.append(world(seed, stores, tmp / f"runs{seed}", sizes, members))
         table = synthetic_tables(figs, members, sizes)
         print(table, flush=True)
@@ -263,7 +246,7 @@ def main(argv=None) -> int:
                  f"/ {sizes['small_videos']} validate / {sizes['small_videos']} test videos; {sizes['epochs']} "
                  "epochs, run_all's defaults)", "", table, ""]
         if not args.skip_real:
-            real = real_split(tmp / "real", sizes)
+            real = real_ensemble(tmp / "real", sizes)
             body += ["### Real 2018 video-level shards (train validate0000-0089, validate validate0090-0099; "
                      f"{sizes['real_epochs']} epochs, batch 256)", "",
                      real or f"skipped: {REAL} not found", ""]

@@ -1,26 +1,20 @@
-"""`python -m models train|ensemble|export ...`: parse the arguments and call models.train.train,
-models.ensemble.make_ensemble or models.export.export."""
+"""`python -m models train|ensemble|export|list ...`: parse the arguments and call models.train.train,
+models.ensemble.make_ensemble or models.export.export, or list the zoo."""
 
 import argparse
-import json
 
 from common.cli import quiet_tensorflow, run
 from common.errors import InputError
 
-quiet_tensorflow()  # before TensorFlow is first imported
-
 
 def parse_config(pairs: list[str]) -> dict:
-    """`key=value` overrides of the model config; values are read as JSON when they parse (2, 0.5, true)."""
+    """`key=value` overrides of the model config, values as text (models.zoo.make_config converts them)."""
     config = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InputError("--config", f"expected key=value, got {pair!r}")
-        try:
-            config[key] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key] = value
+        config[key] = value
     return config
 
 
@@ -39,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
         "train", help="train one model; writes model.keras, card.json, history.csv, training.png",
         description="Train a model of the zoo. Re-running the same command resumes from the last checkpoint, "
                     "or says 'up to date' when the run folder already holds this training.")
-    p.add_argument("--model", required=True, help=", ".join(zoo.MODELS))
+    p.add_argument("--model", required=True, help=f"one of {', '.join(zoo.MODELS)} (see: python -m models list)")
     p.add_argument("--train", required=True, metavar="STORE", help="training feature store folder")
     p.add_argument("--validate", required=True, metavar="STORE", help="validation feature store folder")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder, e.g. workspace/models/<run>")
@@ -83,12 +77,20 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--model", required=True, metavar="DIR", help="a model folder (trained, ensemble, ...)")
     x.add_argument("--out", required=True, metavar="DIR", help="the export's folder")
     x.add_argument("--weights", required=True, choices=WEIGHTS, help="the weight type")
+
+    commands.add_parser("list", help="list the registered models", description="The models --model accepts: "
+                        "name, level of the features it reads, default learning rate, what it is.")
     return top
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "ensemble":
+    if args.command == "list":
+        from models import zoo
+
+        for name, spec in zoo.MODELS.items():
+            print(f"{name:<12} {spec.level:<6} lr {spec.learning_rate:<7g} {spec.summary}")
+    elif args.command == "ensemble":
         from models.ensemble import make_ensemble
 
         make_ensemble(args.members, args.validate, args.out)
@@ -107,4 +109,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()
     raise SystemExit(run(main))

@@ -6,18 +6,14 @@ import keras
 import numpy as np
 
 
-def model_inputs(store, indices, level: str, frames: int | None = None, sample: str = "even", rng=None,
-                 video: bool = False):
+def model_inputs(store, indices, level: str, frames: int | None = None, sample: str = "even", rng=None):
     """The model's input for the videos `indices`: a (B, 1152) float32 array for video-level models, or
-    {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,)} with T sampled frames for frame-level ones;
-    `video` adds "video": the store's mean of all frames (for the video-level members of an ensemble)."""
+    {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,), "video": float32 (B, 1152)} for frame-level ones:
+    T sampled frames, and the mean of all of the video's frames (what video-level models read)."""
     if level == "video":
         return store.video(indices)
     batch, lengths = store.frames(indices, sample=sample, num_samples=frames, rng=rng)
-    inputs = {"frames": batch, "num_frames": np.asarray(lengths, dtype=np.int32)}
-    if video:
-        inputs["video"] = store.video(indices)
-    return inputs
+    return {"frames": batch, "num_frames": np.asarray(lengths, dtype=np.int32), "video": store.video(indices)}
 
 
 def ordered_batches(num_videos: int, batch_size: int):

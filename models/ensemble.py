@@ -1,8 +1,8 @@
 """Ensembles: trained runs of any level combined into one model folder that predicts like any other.
 
 The ensemble's model.keras holds the members as sub-models and a WeightedMean of their outputs. A frame-level
-ensemble takes the frame-level inputs, plus "video" (the store's mean of all frames, what video-level members
-trained on) when it has video-level members. The weights are fitted on a validation store: member weights
+ensemble takes the frame-level inputs, "video" included (the store's mean of all frames, what video-level
+members trained on). The weights are fitted on a validation store: member weights
 (non-negative, summing to 1) by GAP@20 with a coordinate search; then each class with MIN_POSITIVES
 validation positives keeps them or takes a single member, whichever ranks that class's videos best.
 Nothing holds N x C scores: for every video the fit keeps only the union of each member's top CANDIDATES
@@ -23,12 +23,13 @@ from tqdm import tqdm
 
 from common.card import Card
 from common.errors import InputError
-from common.files import atomic_path
+from common.files import atomic_path, digest
 from data.formats import FEATURE_SIZE
 from evaluation.metrics import K, LabelSets, Scores, evaluate_top_k
 from features.store import Store
 from models.batches import model_inputs, ordered_batches
 from models.inference import load_model_dir, sampled_frames, store_scores
+from models.train import up_to_date
 
 SPACES = ("logit", "probability")
 # Averaged as probabilities, with per-class weights: of the four choices, the best on both halves of the tuning
@@ -127,14 +128,11 @@ def build_model(members: list[Member], weights, space: str = SPACE) -> keras.Mod
         inputs = video
     else:
         inputs = {"frames": keras.Input((None, FEATURE_SIZE), dtype="uint8", name="frames"),
-                  "num_frames": keras.Input((), dtype="int32", name="num_frames")}
-        if any(m.card.level == "video" for m in members):
-            inputs["video"] = video
+                  "num_frames": keras.Input((), dtype="int32", name="num_frames"), "video": video}
     outputs = []
     for i, m in enumerate(members):
         m.model.name = f"member_{i}_{m.card.model}"  # members of one architecture need distinct names
-        frame_inputs = {"frames": inputs["frames"], "num_frames": inputs["num_frames"]} if level == "frame" else None
-        outputs.append(m.model(frame_inputs if m.card.level == "frame" else video))
+        outputs.append(m.model(inputs if m.card.level == "frame" else video))
     mean = WeightedMean(space, name="weighted_mean")
     model = keras.Model(inputs, mean(outputs), name="ensemble")
     weights = np.asarray(weights, np.float32)
@@ -302,20 +300,6 @@ def open_validation(path, members: list[Member]) -> Store:
     return store
 
 
-def up_to_date(out: Path, config: dict) -> bool:
-    """A complete ensemble of the same members and store, newer than all of them."""
-    if not ((out / "model.keras").is_file() and (out / "card.json").is_file()):
-        return False
-    try:
-        if Card.load(out / "card.json").config != config:
-            return False
-    except InputError:
-        return False
-    inputs = [Path(m) / "model.keras" for m in config["members"]]
-    inputs.append(Path(config["training"]["validate"]) / "manifest.json")
-    return (out / "model.keras").stat().st_mtime >= max(p.stat().st_mtime for p in inputs)
-
-
 def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, progress: bool = True) -> Card:
     """Fit the member weights on `validate_dir` and write the ensemble's model folder `out`."""
     out = Path(out)
@@ -324,7 +308,9 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
     level, frames = ensemble_level(members)
     config = {"members": [str(m.folder.resolve()) for m in members], "space": SPACE, "candidates": CANDIDATES,
               "min_positives": MIN_POSITIVES,
-              "training": {"validate": str(Path(validate_dir).resolve()), "frames": frames}}
+              "training": {"validate": str(Path(validate_dir).resolve()), "frames": frames},
+              "inputs": {"members": [digest(m.folder / "model.keras") for m in members],
+                         "validate": digest(Path(validate_dir) / "manifest.json")}}
     if up_to_date(out, config):
         print(f"{out}: up to date")
         return Card.load(out / "card.json")

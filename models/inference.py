@@ -35,11 +35,9 @@ def sampled_frames(card: Card) -> int | None:
 def scores_in_batches(model: keras.Model, store, level: str, frames: int | None,
                       batch_size: int = 256) -> Iterator[tuple]:
     """Yield (indices, scores float32 (B, C)) over the whole store in order; frame-level models get
-    `frames` evenly spaced frames per video (what they saw in validation), and the video features too
-    when they take them (an ensemble with video-level members)."""
-    video = level == "frame" and isinstance(model.input, dict) and "video" in model.input
+    `frames` evenly spaced frames per video (what they saw in validation)."""
     for indices in ordered_batches(len(store), batch_size):
-        x = model_inputs(store, indices, level, frames, "even", video=video)
+        x = model_inputs(store, indices, level, frames, "even")
         yield indices, np.asarray(model.predict_on_batch(x), dtype=np.float32)
 
 

@@ -2,9 +2,7 @@
 
 All gates of all time steps come from one causal convolution (a single matrix product); only the cheap
 element-wise recurrence `c_t = f_t * c_{t-1} + (1 - f_t) * z_t` runs step by step, where an LSTM does
-its matrix products inside the sequential loop. On a 2-core CPU with 1152-d frames the QRNN trains about
-3x faster than an LSTM at hidden size 1024; at 512 its k*D*3H product is about as large as the LSTM's
-4H(D+H) and the gain is smaller.
+its matrix products inside the sequential loop (speed beside the LSTM: benchmarks/RESULTS.md, Models).
 """
 
 import keras
@@ -27,11 +25,7 @@ class QRNN(keras.layers.Layer):
 
     def __init__(self, units, window=2, pooling="fo", zoneout=0.0, return_sequences=False, seed=None,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, not {pooling!r}")
-        if int(units) < 1 or int(window) < 1 or not 0.0 <= float(zoneout) < 1.0:
-            raise ValueError("QRNN needs units >= 1, window >= 1 and 0 <= zoneout < 1")
+        super().__init__(**kwargs)  # (models.zoo checks the values a configuration may give)
         self.units, self.window, self.pooling = int(units), int(window), pooling
         self.zoneout, self.return_sequences, self.seed = float(zoneout), bool(return_sequences), seed
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

@@ -8,9 +8,11 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import keras
 
 from common.card import Card
 from common.errors import InputError
-from common.files import atomic_path, write_json_atomic, write_text_atomic
+from common.files import atomic_path, digest, write_json_atomic, write_text_atomic
 from features.store import Store
 from models import distill, zoo
 from models.batches import StoreBatches
@@ -81,7 +83,9 @@ def open_stores(name: str, train_dir, validate_dir) -> tuple[Store, Store]:
 
 def resolve_config(name: str, model_config: dict | None, options: TrainOptions, train_dir,
                    validate_dir) -> dict:
-    """The full configuration written to the card: the zoo config with defaults filled in, and training."""
+    """The full configuration written to the card: the zoo config with defaults filled in, training, and the
+    inputs it read by SHA-256 (the stores' manifests, the teacher's model.keras: a rebuilt one is another
+    input)."""
     model = dataclasses.asdict(zoo.make_config(name, model_config))
     training = dataclasses.asdict(options)
     training["frames"] = (options.frames or DEFAULT_FRAMES) if zoo.spec(name).level == "frame" else None
@@ -89,36 +93,42 @@ def resolve_config(name: str, model_config: dict | None, options: TrainOptions, 
     training["validate"] = str(Path(validate_dir).resolve())
     for key in ("teacher", "transfer"):
         training[key] = str(Path(training[key]).resolve()) if training[key] else None
-    return json.loads(json.dumps({"model": model, "training": training}))
-
-
-def manifest_path(store_dir) -> Path:
-    return Path(store_dir) / "manifest.json"
+    inputs = {key: digest(Path(folder) / "manifest.json") for key, folder in (("train", train_dir),
+                                                                              ("validate", validate_dir))}
+    if options.teacher:  # a retrained teacher or a rebuilt transfer store is another input too
+        inputs["teacher"] = digest(Path(options.teacher) / "model.keras")
+    if options.transfer:
+        inputs["transfer"] = digest(Path(options.transfer) / "manifest.json")
+    return json.loads(json.dumps({"model": model, "training": training, "inputs": inputs}))
 
 
 def fingerprint(config: dict) -> str:
-    """A digest of the configuration and both stores' manifests: what a checkpoint must match to resume."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for key in ("train", "validate"):
-        digest.update(manifest_path(config["training"][key]).read_bytes())
-    return digest.hexdigest()
+    """A digest of the configuration (stores included): what a checkpoint must match to resume."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def up_to_date(out: Path, config: dict) -> bool:
-    """A complete model with the same config, newer than both stores, and than the teacher and the transfer
-    store if any (the DESIGN's skip rule)."""
+    """The run folder's card has this configuration (inputs included) and model.keras is the complete file
+    it describes: its recorded size, and every member of the zip archive passes its CRC check."""
     model_file, card_file = out / "model.keras", out / "card.json"
-    if not (model_file.exists() and card_file.exists()):
-        return False
     try:
         card = Card.load(card_file)
-    except InputError:
+        with zipfile.ZipFile(model_file) as archive:
+            intact = archive.testzip() is None
+    except (InputError, OSError, zipfile.BadZipFile):
         return False
-    training = config["training"]
-    inputs = [manifest_path(training[k]) for k in ("train", "validate", "transfer") if training.get(k)]
-    if training.get("teacher"):
-        inputs.append(Path(training["teacher"]) / "model.keras")
-    return card.config == config and model_file.stat().st_mtime >= max(p.stat().st_mtime for p in inputs)
+    return card.config == config and model_file.stat().st_size == card.file_bytes and intact
+
+
+def check_options(options: TrainOptions) -> None:
+    """Refuse, before anything is read, options that cannot train (a negative rate trains to GAP 0)."""
+    for flag, value in (("--epochs", options.epochs), ("--batch-size", options.batch_size),
+                        ("--patience", options.patience), ("--frames", options.frames)):
+        if value is not None and value < 1:
+            raise InputError(flag, f"must be at least 1, not {value}")
+    rate = options.learning_rate
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise InputError("--learning-rate", f"must be a positive number, not {rate}")
 
 
 def compile_model(model: keras.Model, options: TrainOptions) -> None:
@@ -126,9 +136,9 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
 
     Keras averages the loss over the C classes where the starter sums it, so every gradient is C times
     smaller. Adam ignores the loss scale except through its epsilon and the clip norm, and Keras' epsilon
-    (1e-7) then swamps the kernels' gradients (about 1e-9 here): their steps shrink to ~1% of the learning
-    rate. Dividing the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2
-    penalties are divided by C for the same reason: models.heads.l2_penalty)."""
+    (1e-7) then swamps the kernels' gradients (benchmarks/RESULTS.md, development measurements). Dividing
+    the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2 penalties are
+    divided by C for the same reason: models.heads.l2_penalty)."""
     classes = model.output_shape[-1]
     optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
                                       clipnorm=options.clipnorm / classes)
@@ -234,6 +244,7 @@ def read_csv_history(path) -> list[dict]:
 def plot_history(path: Path, history: list[dict], best_epoch: int, title: str) -> None:
     """Training loss and validation metrics per epoch, the best epoch marked (PNG)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -247,6 +258,8 @@ def plot_history(path: Path, history: list[dict], best_epoch: int, title: str) -
     right.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     right.set(xlabel="epoch", ylabel="validation", title="validation")
     right.legend()
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -272,8 +285,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
     options = options or TrainOptions()
     if options.learning_rate is None:
         options = dataclasses.replace(options, learning_rate=zoo.spec(name).learning_rate)
-    if options.epochs < 1 or options.batch_size < 1 or options.patience < 1:
-        raise InputError(out, "epochs, batch size and patience must be at least 1")
+    check_options(options)
     out = Path(out)
     train_store, validate_store = open_stores(name, train_dir, validate_dir)
     if options.transfer and not options.teacher:
