@@ -32,12 +32,10 @@ OLD = {"hidden": 1024, "readout": "last", "skip": False}  # the design before: t
 VARIANTS = [
     ("old", "before: the last state only, hidden 1024", OLD, {}),
     ("old-lastmax", "... by the last and the largest", {**OLD, "readout": "last+max"}, {}),
-    ("h1024", "... plus the skip path of the video features", {"hidden": 1024}, {}),
     ("qrnn", "**today's default: hidden 512 (under 12M parameters)**", {}, {}),
     ("no-skip", "default without the skip path", {"skip": False}, {}),
     ("bidirectional", "bidirectional, hidden 384", {"bidirectional": True, "hidden": 384}, {}),
     ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),
-    ("zoneout0", "no zoneout", {"zoneout": 0.0}, {}),
 ]
 
 
