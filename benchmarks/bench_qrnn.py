@@ -31,24 +31,11 @@ OLD = {"hidden": 1024, "readout": "last", "skip": False}  # the design before: t
 # (run name, what changes, config overrides of the default, training option overrides)
 VARIANTS = [
     ("old", "before: the last state only, hidden 1024", OLD, {}),
-    ("old-mean", "... read by the mean of all states", {**OLD, "readout": "mean"}, {}),
-    ("old-max", "... by the largest value of each state", {**OLD, "readout": "max"}, {}),
     ("old-lastmax", "... by the last and the largest", {**OLD, "readout": "last+max"}, {}),
-    ("h1024", "... plus the skip path of the video features", {"hidden": 1024}, {}),
     ("qrnn", "**today's default: hidden 512 (under 12M parameters)**", {}, {}),
     ("no-skip", "default without the skip path", {"skip": False}, {}),
-    ("last", "default reading the last state only", {"readout": "last"}, {}),
-    ("lastmeanmax", "default reading last, mean and largest", {"readout": "last+mean+max"}, {}),
-    ("attention", "default reading last and an attention-weighted mean", {"readout": "last+attention"}, {}),
     ("bidirectional", "bidirectional, hidden 384", {"bidirectional": True, "hidden": 384}, {}),
     ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),
-    ("zoneout0", "no zoneout", {"zoneout": 0.0}, {}),
-    ("l2", "L2 1e-6 (the moe's)", {"l2": 1e-6}, {}),
-    ("gating", "context gating before the head", {"context_gating": True}, {}),
-    ("moe", "the MoE head (2 experts)", {"head": "moe"}, {}),
-    ("lr001", "learning rate 0.001", {}, {"learning_rate": 0.001}),
-    ("lr006", "learning rate 0.006", {}, {"learning_rate": 0.006}),
-    ("batch32", "batch 32", {}, {"batch_size": 32}),
 ]
 
 

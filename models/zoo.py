@@ -195,7 +195,7 @@ MODELS = {
     "lstm": ModelSpec("frame", LstmConfig, build_lstm, "frame-level LSTM baseline", 0.003),
     "qrnn": ModelSpec("frame", QrnnConfig, build_qrnn, "frame-level QRNN", 0.003),
     "qrnn-video": ModelSpec("video", QrnnVideoConfig, build_qrnn_video, "QRNN over chunks of video features",
-                            0.01),
+                            0.001),
     "nextvlad": ModelSpec("frame", NextVladConfig, build_nextvlad, "NeXtVLAD (Lin et al. 2018)", 0.003),
 }
 
