@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline end to end: data -> features -> models -> submissions -> evaluation (leaderboard).
-# Every stage is a `python -m <package>` command; a stage whose outputs are newer than its inputs and
-# that ran with the same command before is skipped with one line. Run `./run_all.sh --help`.
+# Every stage is a `python -m <package>` command, run every time: each command decides itself, from what
+# made its output, whether that output is up to date, and says so in one line. Run `./run_all.sh --help`.
 set -euo pipefail
 
 usage() {
@@ -9,16 +9,17 @@ usage() {
 Usage: ./run_all.sh [options]
 
 Runs every stage: shards (train, validate, test) -> feature stores -> training of each model ->
-top-20 CSVs of validate and test -> scores of validate -> the leaderboard. Stages already done are
-skipped; a failing stage stops the run and is named.
+top-20 CSVs of validate and test -> scores of validate -> an ensemble of every model trained (weights
+fitted on validate; its CSVs and score too) -> the leaderboard. A stage whose output is up to date says so
+and does nothing; a failing stage stops the run and is named.
 
 Options:
   --workdir DIR     workspace folder (default $YT8M_WORKDIR or ./workspace)
   --source SRC      synthetic (default): generated frame-level shards;
                     yt8m: download a small part of the official 2018 video-level shards (needs network);
                     DIR: shards already on disk, in DIR/{train,validate,test}/ or named DIR/{train,validate,test}*.tfrecord
-  --models LIST     comma-separated models (default: qrnn,lstm,moe,logistic for frame-level data,
-                    qrnn-video,moe,logistic for video-level data)
+  --models LIST     comma-separated models (default: qrnn,nextvlad,lstm,moe,logistic for frame-level data,
+                    qrnn-video,moe,logistic for video-level data; all: .venv/bin/python -m models list)
   --videos N        training videos (synthetic: generated, default 2000; yt8m: downloaded, default 40000);
                     validate and test get N/5 each
   --epochs N        training epochs per model (default 3)
@@ -59,7 +60,15 @@ done
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$REPO/setup.sh"
 PY="$REPO/.venv/bin/python"
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" TF_CPP_MIN_LOG_LEVEL=2
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+if [ -n "$MODELS" ]; then  # refuse an unknown model now, not after the data and feature stages
+  known=$("$PY" -m models list | cut -d' ' -f1)
+  IFS=, read -r -a wanted <<< "$MODELS"
+  for model in "${wanted[@]}"; do
+    grep -qxF -- "$model" <<< "$known" || {
+      echo "run_all: --models: unknown model '$model' (known: $(paste -sd, <<< "$known"))" >&2; exit 2; }
+  done
+fi
 if [ -n "$SUBMIT" ]; then  # find out now, not after the whole run, that the upload cannot work
   "$PY" -c 'import sys
 from submissions.kaggle_client import HELP, credential_source
@@ -67,42 +76,20 @@ sys.exit(0 if credential_source() else f"run_all: --submit: {HELP}")'
 fi
 mkdir -p "$WORK"
 WORK="$(cd "$WORK" && pwd)"
-STAMPS="$WORK/.run_all"  # the command each stage last ran with, to tell when an option changed
 START=$SECONDS
 
-# ---------------------------------------------------------------- stages and the skip rule
+# ---------------------------------------------------------------- stages
 STAGE=""
 trap 'code=$?; if [ $code -ne 0 ] && [ -n "$STAGE" ]; then
-  echo "run_all: stage \"$STAGE\" failed (exit $code); fix it and re-run: finished stages are skipped" >&2; fi' EXIT
+  echo "run_all: stage \"$STAGE\" failed (exit $code); fix it and re-run: finished stages say up to date" >&2; fi' EXIT
 
-up_to_date() {  # up_to_date OUTPUT INPUT...: OUTPUT exists and no INPUT file (or file inside an INPUT folder) is newer
-  local out=$1 input
+stage() {  # stage NAME COMMAND...: run COMMAND under a header, with its time (the command skips itself)
+  local name=$1 began=$SECONDS
   shift
-  [ -e "$out" ] || return 1
-  for input in "$@"; do
-    [ -n "$(find -L "$input" -maxdepth 1 -type f -newer "$out" -print -quit)" ] && return 1
-  done
-  return 0
-}
-
-stage() {  # stage NAME OUTPUT [INPUT...] -- COMMAND...: run COMMAND unless OUTPUT is up to date
-  local name=$1 output=$2 inputs=() cmd stamp
-  shift 2
-  while [ "$1" != "--" ]; do inputs+=("$1"); shift; done
-  shift
-  cmd="$(printf '%q ' "$@")"
-  stamp="$STAMPS/$(printf '%s' "$name" | tr -c 'A-Za-z0-9_.-' '_').cmd"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$cmd" ] && up_to_date "$output" "${inputs[@]}"; then
-    echo "== $name: up to date, skipped ($output)"
-    return 0
-  fi
   echo "== $name"
   STAGE=$name
-  local began=$SECONDS
   "$@"
   STAGE=""
-  mkdir -p "$STAMPS"
-  printf '%s' "$cmd" > "$stamp"
   echo "   ($name: $(( SECONDS - began )) s)"
 }
 
@@ -152,8 +139,8 @@ FEATURES="$WORK/features/$DATASET"
 if [ "$FRESH" = 1 ]; then
   echo "== fresh: removing $DATASET's stores, models, CSVs and scores under $WORK"
   [ "$SOURCE" = synthetic ] && rm -rf "$WORK/data/synthetic"
-  rm -rf "$FEATURES" "$STAMPS" "$WORK/models/$DATASET"-* "$WORK/submissions/$DATASET"-*.csv \
-    "$WORK/evaluation/scores/$DATASET"-*.json
+  rm -rf "$FEATURES" "$WORK/models/$DATASET"-* "$WORK/submissions/$DATASET"-*.csv \
+    "$WORK/submissions/.$DATASET"-*.csv.json "$WORK/evaluation/scores/$DATASET"-*.json
 fi
 
 # ---------------------------------------------------------------- 1. data
@@ -162,14 +149,14 @@ for split in "${SPLITS[@]}"; do
   out="$WORK/data/$DATASET/$split"
   case "$SOURCE" in
     synthetic)
-      stage_in_background "data $split" "$out" -- \
+      stage_in_background "data $split" \
         "$PY" -m data synth --level frame --split "$split" --videos "$count" --seed 0 --out "$out"
       SHARDS[$split]=$out ;;
     yt8m)
       # one part in P of the partition: P chosen so that the part holds about `count` videos
       per_split=$([ "$split" = train ] && echo 3888919 || echo 1112356)  # 2018 videos per partition
       parts=$(( per_split / count > 1 ? per_split / count : 1 ))
-      stage_in_background "data $split" "$out" -- \
+      stage_in_background "data $split" \
         "$PY" -m data download --partition "2/video/$split" --shards "1,$parts" --out "$out"
       SHARDS[$split]=$out ;;
   esac
@@ -179,39 +166,52 @@ wait_for_stages
 # ---------------------------------------------------------------- 2. features
 for split in "${SPLITS[@]}"; do
   if [ -z "${SHARDS[$split]:-}" ]; then echo "== features $split: no $split shards, skipped"; continue; fi
-  # shellcheck disable=SC2206  # a flat folder's glob expands to its shard files here
-  inputs=(${SHARDS[$split]})
-  stage_in_background "features $split" "$FEATURES/$split/manifest.json" "${inputs[@]}" -- \
+  stage_in_background "features $split" \
     "$PY" -m features convert --shards "${SHARDS[$split]}" --out "$FEATURES/$split"
 done
 wait_for_stages
 LEVEL=$(grep -o '"level": *"[a-z]*"' "$FEATURES/train/manifest.json" | grep -o '[a-z]*"$' | tr -d '"')
 if [ -z "$MODELS" ]; then
-  MODELS=$([ "$LEVEL" = frame ] && echo qrnn,lstm,moe,logistic || echo qrnn-video,moe,logistic)
+  MODELS=$([ "$LEVEL" = frame ] && echo qrnn,nextvlad,lstm,moe,logistic || echo qrnn-video,moe,logistic)
 fi
 
 # ---------------------------------------------------------------- 3-5. models, submissions, scores
+predict_and_score() {  # predict_and_score RUN: the run's validate and test CSVs, then its validation score
+  local run=$1 dir="$WORK/models/$1" split csv
+  for split in validate test; do
+    [ -f "$FEATURES/$split/manifest.json" ] || continue
+    csv="$WORK/submissions/${run}_$split.csv"
+    stage_in_background "predict $run $split" \
+      "$PY" -m submissions predict --model "$dir" --features "$FEATURES/$split" --out "$csv"
+  done
+  wait_for_stages
+  stage "score $run validate" \
+    "$PY" -m evaluation score --submission "$WORK/submissions/${run}_validate.csv" \
+    --truth "$FEATURES/validate" --workdir "$WORK"
+}
+
 IFS=, read -r -a model_list <<< "$MODELS"
 runs=()
 for model in "${model_list[@]}"; do
   run="$DATASET-$model"
   runs+=("$run")
   dir="$WORK/models/$run"
-  stage "train $run" "$dir/model.keras" "$FEATURES/train" "$FEATURES/validate" -- \
+  stage "train $run" \
     "$PY" -m models train --model "$model" --train "$FEATURES/train" --validate "$FEATURES/validate" \
     --out "$dir" --epochs "$EPOCHS"
-  for split in validate test; do
-    [ -f "$FEATURES/$split/manifest.json" ] || continue
-    csv="$WORK/submissions/${run}_$split.csv"
-    stage_in_background "predict $run $split" "$csv" "$dir/model.keras" "$FEATURES/$split" -- \
-      "$PY" -m submissions predict --model "$dir" --features "$FEATURES/$split" --out "$csv"
-  done
-  wait_for_stages
-  stage "score $run validate" "$WORK/evaluation/scores/${run}_validate.json" \
-    "$WORK/submissions/${run}_validate.csv" "$FEATURES/validate" -- \
-    "$PY" -m evaluation score --submission "$WORK/submissions/${run}_validate.csv" \
-    --truth "$FEATURES/validate" --workdir "$WORK"
+  predict_and_score "$run"
 done
+
+# every model trained, combined into one (member weights fitted on validate), predicted and scored the same way
+if [ "${#runs[@]}" -ge 2 ]; then
+  members=()
+  for run in "${runs[@]}"; do members+=("$WORK/models/$run"); done
+  run="$DATASET-ensemble"
+  stage "ensemble $run" \
+    "$PY" -m models ensemble --members "${members[@]}" --validate "$FEATURES/validate" --out "$WORK/models/$run"
+  predict_and_score "$run"
+  runs+=("$run")
+fi
 
 # ---------------------------------------------------------------- 6. leaderboard (always: it is quick)
 echo "== leaderboard"
@@ -246,6 +246,7 @@ Done in ${minutes}m${seconds}s. Files (workspace $WORK):
   shards         ${SHARDS[train]%/*}  (train, validate, test)
   feature stores $FEATURES/{train,validate,test}
   models         $WORK/models/$DATASET-<model>/  model.keras, card.json, history.csv, training.png
+                 $WORK/models/$DATASET-ensemble/  model.keras (every model above as a member), card.json
   submissions    $WORK/submissions/$DATASET-<model>_{validate,test}.csv
   scores         $WORK/evaluation/scores/$DATASET-<model>_validate.json
   leaderboard    $WORK/evaluation/leaderboard.md (also .csv and .png)

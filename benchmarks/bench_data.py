@@ -3,13 +3,14 @@
 Run: .venv/bin/python -m benchmarks.bench_data  (needs ../shared/yt8m/video-2018-validate)
 """
 
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 
 import tensorflow as tf  # noqa: E402
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common.cli import quiet_tensorflow
+
+quiet_tensorflow()
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_2018 = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m")) / "video-2018-validate"

@@ -10,10 +10,11 @@ measures nothing (--quick runs two tiny sizes on any device, to check the script
 """
 
 import argparse
-import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common.cli import quiet_tensorflow
+
+quiet_tensorflow()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

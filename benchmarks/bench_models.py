@@ -1,107 +1,70 @@
-"""Models benchmark: QRNN vs LSTM speed, the size of every model, and quality side by side.
+"""Models benchmark: QRNN vs LSTM speed, the size of every model, and every model's quality side by side.
 
-    python -m benchmarks.bench_models [--quick]
+    python -m benchmarks.bench_models [--quick] [--seeds 0,1,2,3] [--folds A,B] [--workdir DIR]
 
-1. Speed: train-step and inference throughput (videos/s) of `qrnn` and `lstm` at their default (equal)
-   hidden size on the same frame-level batches of a synthetic store, interleaved so both see the same
-   machine load; parameters and .keras size of every model at 3,862 classes.
-2. Synthetic frame-level data (`python -m data synth` + `python -m features convert`): qrnn, lstm, moe and
-   logistic trained the same way, validation GAP / Hit@1 / PERR, and the training seconds qrnn and lstm
-   each need to reach the same validation GAP.
-3. The real 2018 video-level shards in ../shared/yt8m/video-2018-validate, split by a fixed rule
-   (validate0000-0079 train, validate0080-0099 validate): logistic, moe and qrnn-video.
-Figures go to benchmarks/RESULTS.md (section "Models"); --quick runs tiny sizes and writes nothing.
+1. Speed: train-step and inference throughput (videos/s) of `qrnn` and `lstm` at their defaults on the
+   same frame-level batches, interleaved so both see the same machine load; parameters and .keras size
+   of every model at 3,862 classes.
+2. Synthetic frame-level worlds made as `./run_all.sh` makes them (2,000 train, 400 validate, 400 test
+   videos; `python -m data synth --seed S`), every frame-level default model trained as run_all trains it
+   (`models train --epochs 3`, all else default), scored on the test split: GAP, Hit@1, PERR and the mean
+   per-class AP of each class role. Seed 0 is the world the QRNN was tuned on (by its validation split);
+   the other seeds are worlds nobody tuned on, and the summary is over those.
+3. The real 2018 video-level shards in ../shared/yt8m/video-2018-validate: logistic, moe and qrnn-video
+   with `models train` defaults, on fold A (train validate0000-0089, validate validate0090-0099, the split
+   the QRNN was tuned on) and fold B (train validate0010-0099, validate validate0000-0009).
+Figures go to benchmarks/RESULTS.md (section "Models"); --quick runs tiny sizes and writes nothing. Trained
+runs are kept in --workdir (default: a temporary folder), so a re-run with the same DIR retrains nothing.
 """
 
 import argparse
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.results import write_section  # noqa: E402
+from benchmarks.runs import ROLES, mean_sd, real_split, synthetic_world, train_and_score  # noqa: E402
 from data.formats import NUM_CLASSES  # noqa: E402
 from features.store import Store  # noqa: E402
 from models import zoo  # noqa: E402
 from models.batches import StoreBatches  # noqa: E402
-from models.train import TrainOptions, compile_model, read_csv_history, train  # noqa: E402
+from models.train import TrainOptions, compile_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-REAL = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m")) / "video-2018-validate"
-FULL = dict(train_videos=1500, validate_videos=500, speed_batches=4, speed_rounds=2,
-            synthetic_epochs=5, real_epochs=5, frames=32,
-            real_train="validate00[0-7][0-9].tfrecord", real_validate="validate00[89][0-9].tfrecord")
-QUICK = dict(train_videos=120, validate_videos=60, speed_batches=2, speed_rounds=1,
-             synthetic_epochs=1, real_epochs=1, frames=8,
-             real_train="validate000[0-3].tfrecord", real_validate="validate008[0-1].tfrecord")
-
-
-# name -> (Adam learning rate in epoch 1, decayed x0.9 per epoch; config overrides). Frame models at an equal
-# hidden size of 512 (not the default 1024) so that both fit this benchmark's time.
-# logistic and moe at 0.03: the best of 0.01 / 0.03 / 0.1 for logistic on the real split (5 epochs: GAP 0.664 /
-# 0.701 / 0.696), and moe beat logistic at every epoch at 0.03 (0.01 gave it 0.685). qrnn and lstm at 0.003:
-# on the synthetic split (5 epochs) 0.003 beat 0.01 for both (qrnn 0.546 / 0.513, lstm 0.515 / 0.477).
-SYNTHETIC_PLAN = {"qrnn": (0.003, {"hidden": 512}), "lstm": (0.003, {"hidden": 512}),
-                  "moe": (0.03, {}), "logistic": (0.03, {})}
-REAL_PLAN = {"logistic": (0.03, {}), "moe": (0.03, {}), "qrnn-video": (0.01, {})}
-
-
-def plan_line(plan: dict) -> str:
-    described = [f"{name} {rate}" + "".join(f" ({k}={v})" for k, v in config.items())
-                 for name, (rate, config) in plan.items()]
-    return "Adam learning rate in epoch 1 (then x0.9 per epoch): " + ", ".join(described) + "."
-
-
-def sh(*args) -> None:
-    """Run one of the project's commands (`python -m ...`), failing loudly."""
-    print("$", " ".join(str(a) for a in args), flush=True)
-    subprocess.run([sys.executable, "-m", *map(str, args)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-def synthetic_stores(root: Path, sizes: dict) -> tuple[Path, Path]:
-    """Generate and convert the synthetic frame-level train and validate splits (seed 0)."""
-    stores = []
-    for split, videos in (("train", sizes["train_videos"]), ("validate", sizes["validate_videos"])):
-        sh("data", "synth", "--out", root / "shards" / split, "--level", "frame", "--split", split,
-           "--videos", videos, "--seed", 0)
-        sh("features", "convert", "--shards", root / "shards" / split, "--out", root / "features" / split)
-        stores.append(root / "features" / split)
-    return stores[0], stores[1]
-
-
-def real_stores(root: Path, sizes: dict) -> tuple[Path, Path] | None:
-    """The fixed split of the real 2018 shards: validate0000-0079 train, validate0080-0099 validate."""
-    if not REAL.is_dir():
-        return None
-    sh("features", "convert", "--shards", REAL / sizes["real_train"], "--out", root / "train")
-    sh("features", "convert", "--shards", REAL / sizes["real_validate"], "--out", root / "validate")
-    return root / "train", root / "validate"
+FRAME_MODELS = ("qrnn", "lstm", "moe", "logistic")  # run_all.sh's defaults on frame-level data
+VIDEO_MODELS = ("qrnn-video", "moe", "logistic")  # ... and on video-level data
+FOLDS = {"A": ("validate00[0-8][0-9].tfrecord", "validate009[0-9].tfrecord"),
+         "B": ("validate00[1-9][0-9].tfrecord", "validate000[0-9].tfrecord")}
+FULL = dict(videos={"train": 2000, "validate": 400, "test": 400}, epochs=3, speed_batches=4, speed_rounds=3,
+            real_options={}, folds=FOLDS)
+QUICK = dict(videos={"train": 120, "validate": 40, "test": 40}, epochs=1, speed_batches=2, speed_rounds=1,
+             real_options={"epochs": 1}, folds={"A": ("validate000[0-3].tfrecord", "validate009[0-1].tfrecord")})
 
 
 # ---------------------------------------------------------------- 1. speed and size
 
 
-def speed(store_dir: Path, sizes: dict) -> str:
-    """Train-step and inference videos/s of qrnn and lstm on the same batches, interleaved."""
+def speed(store_dir: Path, sizes: dict, names=("qrnn", "lstm")) -> tuple[str, dict]:
+    """Train-step and inference videos/s of two frame-level models (qrnn and lstm unless named) at their
+    defaults on the same batches, interleaved."""
     store = Store(store_dir)
-    data = StoreBatches(store, "frame", 64, sizes["frames"], shuffle=True, seed=0)
+    data = StoreBatches(store, "frame", 64, 32, shuffle=True, seed=0)
     batches = [data[i] for i in range(sizes["speed_batches"])]
-    models, hidden = {}, {}
-    for name in ("qrnn", "lstm"):
+    models = {}
+    for name in names:
         keras.utils.set_random_seed(0)
         model = zoo.build(name, store.num_classes)
         compile_model(model, TrainOptions(learning_rate=zoo.spec(name).learning_rate))
         model.train_on_batch(*batches[0])  # trace once before timing
         model.predict_on_batch(batches[0][0])
-        models[name], hidden[name] = model, zoo.make_config(name).hidden
+        models[name] = model
     train_s = {name: [] for name in models}
     infer_s = {name: [] for name in models}
     for _ in range(sizes["speed_rounds"]):
@@ -116,17 +79,19 @@ def speed(store_dir: Path, sizes: dict) -> str:
             infer_s[name].append(time.perf_counter() - started)
     videos = sum(len(y) for _, y in batches)
     rate = {name: (videos / min(train_s[name]), videos / min(infer_s[name])) for name in models}
-    lines = [f"Same {len(batches)} batches of 64 videos x {sizes['frames']} sampled frames "
-             f"(uint8, 1,152 features), {store.num_classes:,} classes; best of {sizes['speed_rounds']} "
+    lines = [f"Same {len(batches)} batches of 64 videos x 32 sampled frames (uint8, 1,152 features), "
+             f"{store.num_classes:,} classes, each model at its defaults; best of {sizes['speed_rounds']} "
              "interleaved rounds.", "",
-             "| model | hidden | parameters | train videos/s | inference videos/s |", "|---|---|---|---|---|"]
+             "| model | configuration | parameters | train videos/s | inference videos/s |", "|---|---|---|---|---|"]
     for name, model in models.items():
-        lines.append(f"| {name} | {hidden[name]} | {model.count_params():,} | {rate[name][0]:.1f} | "
+        cfg = zoo.make_config(name)
+        lines.append(f"| {name} | hidden {cfg.hidden} | {model.count_params():,} | {rate[name][0]:.1f} | "
                      f"{rate[name][1]:.1f} |")
-    lines += ["", f"**qrnn / lstm: training {rate['qrnn'][0] / rate['lstm'][0]:.2f}x, inference "
-                  f"{rate['qrnn'][1] / rate['lstm'][1]:.2f}x as fast.**"]
+    a, b = names
+    ratio = {"train": rate[a][0] / rate[b][0], "inference": rate[a][1] / rate[b][1]}
+    lines += ["", f"**{a} / {b}: training {ratio['train']:.2f}x, inference {ratio['inference']:.2f}x as fast.**"]
     print("\n".join(lines), flush=True)
-    return "\n".join(lines)
+    return "\n".join(lines), ratio
 
 
 def sizes_of_models(folder: Path) -> str:
@@ -136,80 +101,74 @@ def sizes_of_models(folder: Path) -> str:
         model = zoo.build(name, NUM_CLASSES[2018])
         path = folder / f"{name}.keras"
         model.save(path)
-        megabytes = path.stat().st_size / 1e6
-        lines.append(f"| {name} | {spec.level} | {model.count_params():,} | {megabytes:.1f} |")
+        lines.append(f"| {name} | {spec.level} | {model.count_params():,} | {path.stat().st_size / 1e6:.1f} |")
         path.unlink()
     print("\n".join(lines), flush=True)
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- 2. and 3. quality
+# ---------------------------------------------------------------- 2. synthetic worlds
 
 
-def train_all(plan: dict, train_dir, validate_dir, out: Path, options: dict) -> dict:
-    """Train each model of `plan` (name -> (learning rate, config)) with otherwise equal options;
-    returns name -> (card, history rows)."""
-    results = {}
-    for name, (rate, config) in plan.items():
-        run = out / name
-        card = train(name, train_dir, validate_dir, run, TrainOptions(**options, learning_rate=rate), config,
-                     verbose=0)
-        results[name] = (card, read_csv_history(run / "history.csv"))
-    return results
+def synthetic(seeds: list[int], work: Path, sizes: dict) -> tuple[str, dict]:
+    """Every frame-level default model on every seed's world, scored on its test split."""
+    results = {}  # (seed, model) -> Result
+    for seed in seeds:
+        world = synthetic_world(work / "synthetic", seed, sizes["videos"])
+        for name in FRAME_MODELS:
+            options = TrainOptions(epochs=sizes["epochs"])
+            results[seed, name] = train_and_score(name, world / "train", world / "validate", world / "test",
+                                                  work / "runs" / f"seed{seed}" / name, options,
+                                                  seed_of_world=seed)
+            print(f"seed {seed} {name}: test GAP {results[seed, name].gap:.4f}", flush=True)
+    unseen = [s for s in seeds if s != 0] or seeds
+    lines = [f"Test split of each world; mean ± sd over the worlds nobody tuned on (seeds "
+             f"{', '.join(map(str, unseen))}). Per-role columns: mean per-class AP over the classes with at "
+             "least 3 test positives (regular: evidence in every frame; stretch: in one short stretch; "
+             "order: only the order of two contents tells the class).", "",
+             "| model | parameters | test GAP | Hit@1 | PERR | " + " | ".join(f"{r} mAP" for r in ROLES)
+             + " | train videos/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in FRAME_MODELS:
+        rs = [results[s, name] for s in unseen]
+        cells = [mean_sd([r.gap for r in rs]), mean_sd([r.hit_at_one for r in rs]), mean_sd([r.perr for r in rs])]
+        cells += [f"{np.mean([r.roles[role] for r in rs]):.3f}" for role in ROLES]
+        lines.append(f"| {name} | {rs[0].parameters:,} | " + " | ".join(cells)
+                     + f" | {np.mean([r.train_videos_per_second for r in rs]):.1f} |")
+    lines += ["", "Test GAP / Hit@1 / PERR of every world (seed 0: the tuning world):", "",
+              "| seed | " + " | ".join(FRAME_MODELS) + " | qrnn - best other (GAP) |",
+              "|---|" + "---|" * (len(FRAME_MODELS) + 1)]
+    margins = {}
+    for seed in seeds:
+        others = max(results[seed, n].gap for n in FRAME_MODELS if n != "qrnn")
+        margins[seed] = results[seed, "qrnn"].gap - others
+        cells = [f"{results[seed, n].gap:.4f} / {results[seed, n].hit_at_one:.3f} / {results[seed, n].perr:.3f}"
+                 for n in FRAME_MODELS]
+        lines.append(f"| {seed} | " + " | ".join(cells) + f" | {margins[seed]:+.4f} |")
+    print("\n".join(lines), flush=True)
+    return "\n".join(lines), margins
 
 
-def quality_table(results: dict) -> str:
-    lines = ["| model | parameters | epochs (best) | val GAP | val Hit@1 | val PERR | train s | "
-             "train videos/s |", "|---|---|---|---|---|---|---|---|"]
-    for name, (card, _) in results.items():
-        v = card.validation
-        lines.append(f"| {name} | {card.parameters:,} | {card.epochs} ({card.best_epoch}) | {v['gap']:.4f} | "
-                     f"{v['hit_at_one']:.4f} | {v['perr']:.4f} | {card.train_seconds:.0f} | "
-                     f"{card.train_videos_per_second:.1f} |")
-    return "\n".join(lines)
+# ---------------------------------------------------------------- 3. real shards
 
 
-def time_to_gap(results: dict, a: str = "qrnn", b: str = "lstm") -> str:
-    """Training seconds (validation excluded) each model needs to first reach the lower of their best GAPs."""
-    target = min(max(row["val_gap"] for row in results[m][1]) for m in (a, b))
-    parts = []
-    for name in (a, b):
-        seconds = 0.0
-        for row in results[name][1]:
-            seconds += row["seconds"]
-            if row["val_gap"] >= target:
-                parts.append((name, seconds, int(row["epoch"])))
-                break
-    (na, sa, ea), (nb, sb, eb) = parts
-    return (f"Time to reach validation GAP {target:.4f} (the lower of the two best): {na} {sa:.0f} s "
-            f"(epoch {ea}), {nb} {sb:.0f} s (epoch {eb}): {na} needs {sa / sb:.2f}x the time of {nb}.")
-
-
-def by_role(names, validate_dir: Path, runs: Path) -> str:
-    """Mean per-class average precision on the synthetic validation split, by the generator's class role
-    (regular: evidence in every frame; stretch: in a short stretch; order: only the order of two contents
-    tells the class), over classes with at least 3 validation positives: where frame models should win."""
-    from sklearn.metrics import average_precision_score
-
-    from data import synth
-    from models.inference import iter_scores, load_model_dir
-
-    store = Store(validate_dir)
-    truth = store.dense_labels(np.arange(len(store)))
-    roles = synth.make_world(0, store.num_classes).roles
-    kinds = {"regular": [synth.REGULAR], "stretch": [synth.STRETCH],
-             "order": [synth.ORDER_AB, synth.ORDER_BA]}
-    members = {kind: np.isin(roles, codes) for kind, codes in kinds.items()}
-    scored = {kind: np.flatnonzero(m & (truth.sum(axis=0) >= 3)) for kind, m in members.items()}
-    share = {kind: truth[:, m].sum() / truth.sum() for kind, m in members.items()}
-    lines = ["| model | " + " | ".join(f"{k} mAP ({len(scored[k])} classes, {share[k]:.0%} of labels)"
-                                      for k in kinds) + " |", "|---|---|---|---|"]
-    for name in names:
-        model, card = load_model_dir(runs / name)
-        scores = np.concatenate([s for _, s in iter_scores(model, card, store)])
-        cells = [np.mean([average_precision_score(truth[:, c], scores[:, c]) for c in scored[kind]])
-                 if len(scored[kind]) else None for kind in kinds]
-        lines.append(f"| {name} | " + " | ".join("-" if v is None else f"{v:.3f}" for v in cells) + " |")
+def real(work: Path, sizes: dict) -> str:
+    """logistic, moe and qrnn-video with `models train` defaults on each fold of the real shards."""
+    lines = []
+    for fold, (train_glob, validate_glob) in sizes["folds"].items():
+        stores = real_split(work / "real" / fold, train_glob, validate_glob)
+        if stores is None:
+            return "Real 2018 shards not found: skipped."
+        options = TrainOptions(**sizes["real_options"])
+        lines += [f"Fold {fold}: train `{train_glob}` ({len(Store(stores[0])):,} videos), validate "
+                  f"`{validate_glob}` ({len(Store(stores[1])):,} videos); `models train` defaults "
+                  f"({options.epochs} epochs at most, batch {options.batch_size}, patience {options.patience}).",
+                  "", "| model | parameters | epochs (best) | validation GAP | Hit@1 | PERR | train videos/s |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in VIDEO_MODELS:
+            r = train_and_score(name, *stores, stores[1], work / "runs" / f"real-{fold}" / name, options)
+            lines.append(f"| {name} | {r.parameters:,} | {r.epochs} ({r.best_epoch}) | {r.gap:.4f} | "
+                         f"{r.hit_at_one:.4f} | {r.perr:.4f} | {r.train_videos_per_second:.1f} |")
+        lines.append("")
     print("\n".join(lines), flush=True)
     return "\n".join(lines)
 
@@ -217,41 +176,29 @@ def by_role(names, validate_dir: Path, runs: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="QRNN vs LSTM speed, model sizes, quality side by side.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    parser.add_argument("--seeds", default="0,1,2,3", help="synthetic worlds (default 0,1,2,3; 0 is the tuned one)")
+    parser.add_argument("--folds", default=None, help="real-shard folds (default A,B)")
+    parser.add_argument("--workdir", default=None, help="keep stores and runs here (default: a temporary folder)")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.folds:
+        sizes["folds"] = {f: FOLDS[f] for f in args.folds.split(",")}
+    seeds = [int(s) for s in args.seeds.split(",")]
     started = time.perf_counter()
-    body = [f"Load average at the start: {os.getloadavg()[0]:.1f} (other jobs share these cores).", ""]
+    body = [f"Load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.", ""]
     with tempfile.TemporaryDirectory(prefix="bench_models_") as tmp:
-        tmp = Path(tmp)
-        train_dir, validate_dir = synthetic_stores(tmp / "synthetic", sizes)
-        body += ["### Speed: qrnn vs lstm (equal hidden size)", "", speed(train_dir, sizes), ""]
-        body += ["### Parameters and file size (defaults, 3,862 classes)", "", sizes_of_models(tmp), ""]
-
-        options = dict(epochs=sizes["synthetic_epochs"], batch_size=64, frames=sizes["frames"],
-                       patience=sizes["synthetic_epochs"])
-        synthetic = train_all(SYNTHETIC_PLAN, train_dir, validate_dir, tmp / "runs-synthetic", options)
-        table = quality_table(synthetic)
-        print(table, flush=True)
-        body += [f"### Quality on synthetic frame-level data ({sizes['train_videos']:,} train / "
-                 f"{sizes['validate_videos']:,} validate videos, seed 0, {options['epochs']} epochs, "
-                 f"batch 64, {sizes['frames']} frames per video)", "", plan_line(SYNTHETIC_PLAN), "",
-                 table, "", time_to_gap(synthetic), "",
-                 "Per-class average precision by the generator's class role:", "",
-                 by_role(list(synthetic), validate_dir, tmp / "runs-synthetic"), ""]
-
-        real = real_stores(tmp / "real", sizes)
-        if real is None:
-            body += [f"### Real 2018 video-level shards: skipped ({REAL} not found)"]
-        else:
-            options = dict(epochs=sizes["real_epochs"], batch_size=256, patience=sizes["real_epochs"])
-            results = train_all(REAL_PLAN, *real, tmp / "runs-real", options)
-            table = quality_table(results)
-            print(table, flush=True)
-            body += ["### Quality on the real 2018 video-level shards (train validate0000-0079, "
-                     f"validate validate0080-0099; {options['epochs']} epochs, batch 256)", "",
-                     plan_line(REAL_PLAN), "", table]
-    body += ["", f"Whole benchmark: {time.perf_counter() - started:.0f} s; load average at the end "
-                 f"{os.getloadavg()[0]:.1f}."]
+        work = Path(args.workdir or tmp)
+        world = synthetic_world(work / "synthetic", seeds[0], sizes["videos"])
+        table, ratio = speed(world / "train", sizes)
+        body += ["### Speed: qrnn vs lstm (defaults)", "", table, ""]
+        body += ["### Parameters and file size (defaults, 3,862 classes)", "", sizes_of_models(Path(tmp)), ""]
+        table, margins = synthetic(seeds, work, sizes)
+        body += [f"### Synthetic frame-level worlds ({sizes['videos']['train']:,} train / "
+                 f"{sizes['videos']['validate']:,} validate / {sizes['videos']['test']:,} test videos, "
+                 f"{sizes['epochs']} epochs, every model at its defaults, as `./run_all.sh`)", "", table, ""]
+        body += ["### Real 2018 video-level shards", "", real(work, sizes)]
+    body += [f"Whole benchmark: {time.perf_counter() - started:.0f} s; load average at the end "
+             f"{os.getloadavg()[0]:.1f}."]
     if args.quick:
         print("--quick: benchmarks/RESULTS.md left as it is")
     else:

@@ -30,12 +30,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from common.cli import quiet_tensorflow
+
+quiet_tensorflow()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks.results import write_section  # noqa: E402
+from benchmarks.runs import REPO, synthetic_world  # noqa: E402
 from common.card import Card  # noqa: E402
 from data.formats import FEATURE_SIZE  # noqa: E402
 from evaluation.score import score_files  # noqa: E402
@@ -47,7 +50,6 @@ from models.qrnn import POOLINGS  # noqa: E402
 from models.train import DEFAULT_FRAMES, TrainOptions, compile_model, dtype_policy, make_train_step  # noqa: E402
 from submissions.predict import predict  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 FULL = dict(videos=(2000, 400, 400), seeds=(0, 1), epochs=3, batch=64, config=[], rounds=15, steps=2,
             predict_batches=4, predict_rounds=3)
 QUICK = dict(videos=(96, 48, 48), seeds=(0,), epochs=1, batch=16, config=["hidden=32"], rounds=2, steps=2,
@@ -64,7 +66,8 @@ def label(world: Path) -> str:
 
 
 def sh(*args, env=None) -> subprocess.Popen:
-    """Start one of the project's commands (`python -m ...`), its output kept for a failure message."""
+    """Start one of the project's commands (`python -m ...`) without waiting (workers run side by side),
+    its output kept for a failure message."""
     return subprocess.Popen([sys.executable, "-m", *map(str, args)], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -74,20 +77,6 @@ def done(*procs: subprocess.Popen) -> None:
         out, _ = proc.communicate()
         if proc.returncode:
             raise SystemExit(f"failed ({proc.returncode}): {' '.join(proc.args)}\n{out[-3000:]}")
-
-
-def make_worlds(root: Path, sizes: dict) -> list[Path]:
-    """Synthetic frame-level worlds (train, validate, test stores), one per seed."""
-    worlds = []
-    for seed in sizes["seeds"]:
-        world = root / f"seed{seed}"
-        for split, videos in zip(("train", "validate", "test"), sizes["videos"], strict=True):
-            print(f"$ data synth + features convert: seed {seed} {split}, {videos} videos", flush=True)
-            done(sh("data", "synth", "--out", world / "shards" / split, "--level", "frame", "--split", split,
-                    "--videos", videos, "--seed", seed))
-            done(sh("features", "convert", "--shards", world / "shards" / split, "--out", world / split))
-        worlds.append(world)
-    return worlds
 
 
 # ---------------------------------------------------------------- 1. quality
@@ -305,7 +294,9 @@ def main(argv=None) -> None:
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
         tmp = Path(tmp)
-        worlds = args.stores or make_worlds(tmp / "worlds", sizes)
+        worlds = args.stores or [synthetic_world(tmp / "worlds", seed, dict(zip(("train", "validate", "test"),
+                                                                                sizes["videos"], strict=True)))
+                                 for seed in sizes["seeds"]]
         results = {}
         for world in worlds:
             results[world] = quality(world, tmp, sizes)

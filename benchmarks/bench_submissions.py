@@ -101,7 +101,7 @@ def bench_predict(folder: Path) -> list[str]:
     import keras
 
     from common.card import Card
-    from features.store import create_store
+    from features.writer import create_store
     from models import zoo
     from models.inference import iter_scores, load_model_dir
     from submissions.predict import predict

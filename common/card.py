@@ -36,6 +36,9 @@ class Card:
     precision: str | None = None
     config: dict = field(default_factory=dict)  # {"model": zoo config, "training": training options}
     created: str = ""  # ISO 8601, UTC
+    teacher: dict | None = None  # distillation: the teacher's folder, run and model, and its share of the targets
+    ensemble: dict | None = None  # an ensemble: its members (folder, run, model, weight) and how they were fitted
+    export: dict | None = None  # an export: the source folder, weight type, sizes and the change in validation GAP
 
     @staticmethod
     def now() -> str:

@@ -1,6 +1,7 @@
-"""Atomic writes: output appears under its final name only when it is complete."""
+"""Atomic writes (output appears under its final name only when it is complete), and file digests."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -39,3 +40,12 @@ def write_text_atomic(path, text: str) -> None:
 
 def write_json_atomic(path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def digest(path) -> str:
+    """SHA-256 of a file's bytes (hex): what skip rules compare to tell that an input or output is unchanged."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()

@@ -1,7 +1,6 @@
 """`python -m data synth|download|check`: generate, download or validate YouTube-8M TFRecord shards."""
 
 import argparse
-import sys
 
 from common.cli import quiet_tensorflow, run
 from data.formats import NUM_CLASSES
@@ -57,13 +56,13 @@ def parser() -> argparse.ArgumentParser:
                                 description="Validate shards: read every record; a bad one is an error "
                                             "naming file and record, or skipped with --skip-corrupt.")
     check.add_argument("--shards", required=True, help="folder of .tfrecord files, or a glob")
-    check.add_argument("--skip-corrupt", action="store_true", help="skip bad records and count them")
+    check.add_argument("--skip-corrupt", action="store_true",
+                       help="skip bad records and unreadable shards, and report each")
     return top
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    quiet_tensorflow()
     if args.command == "synth":
         from data.synth import generate
 
@@ -80,4 +79,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    quiet_tensorflow()
+    raise SystemExit(run(main))

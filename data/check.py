@@ -4,14 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.errors import InputError
 from data.formats import ShardFormat
-
-
-def describe(fmt: ShardFormat) -> str:
-    """E.g. "video level, 2018 (id key 'id', 3862 classes), labels present"."""
-    return (f"{fmt.level} level, {fmt.version} (id key '{fmt.id_key}', {fmt.num_classes} classes), "
-            f"labels {'present' if fmt.has_labels else 'absent'}")
 
 
 @dataclass
@@ -30,7 +23,7 @@ class CheckSummary:
         fmt = self.format
         counts = np.asarray(self.label_counts or [0])
         lines = [
-            f"format: {describe(fmt)}",
+            f"format: {fmt} (id key '{fmt.id_key}', {fmt.num_classes} classes)",
             f"shards: {self.shards}",
             f"videos: {self.videos:,}",
         ]
@@ -44,20 +37,17 @@ class CheckSummary:
 
 
 def check_shards(dir_or_glob, skip_corrupt: bool = False) -> CheckSummary:
-    """Read every record of the shards (all of one format); raise InputError on the first bad one."""
+    """Read every record of the shards (all of one format); raise InputError on the first bad one, or with
+    skip_corrupt skip and report bad records and unreadable shards."""
     from tqdm import tqdm
 
-    from data.reader import ReadReport, detect_format, list_shards, read_batches
+    from data.reader import ReadReport, common_format, list_shards, read_batches
 
     paths = list_shards(dir_or_glob)
-    summary = CheckSummary(detect_format(paths[0]))
+    summary = CheckSummary(common_format(paths, skip_corrupt))
     for path in tqdm(paths, unit="shard", desc="check", leave=False, disable=len(paths) < 2):
-        fmt = detect_format(path)
-        if fmt != summary.format:
-            raise InputError(path, f"{describe(fmt)}, unlike {paths[0].name} ({describe(summary.format)}); "
-                                   "check one format at a time")
         report = ReadReport()
-        for batch in read_batches(path, fmt, skip_corrupt=skip_corrupt, report=report):
+        for batch in read_batches(path, summary.format, skip_corrupt=skip_corrupt, report=report):
             summary.videos += len(batch.ids)
             summary.label_counts.extend(len(x) for x in batch.labels)
             if batch.num_frames is not None:

@@ -27,6 +27,10 @@ class ShardFormat:
     def num_classes(self) -> int:
         return NUM_CLASSES[self.version]
 
+    def __str__(self) -> str:
+        """E.g. "video level 2018", "video level 2017 without labels"."""
+        return f"{self.level} level {self.version}" + ("" if self.has_labels else " without labels")
+
 
 @dataclass
 class Video:

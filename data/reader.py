@@ -74,10 +74,10 @@ def _tf():
 def _records(path: Path) -> Iterator[bytes]:
     """The serialized records of a TFRecord file, CRCs checked (TensorFlow's C++ record reader).
 
-    `tf.compat.v1.io.tf_record_iterator` costs microseconds per file where a `tf.data.TFRecordDataset`
-    costs about 10 ms to set up, which dominates on many small shards. It is marked deprecated in favour
-    of tf.data (slower here): the undecorated function skips the notice without touching shared logger
-    state, so threads can read at the same time.
+    `tf.compat.v1.io.tf_record_iterator` starts far faster than a `tf.data.TFRecordDataset`, whose set-up
+    dominates on many small shards (benchmarks/RESULTS.md, development measurements). It is marked
+    deprecated in favour of tf.data: the undecorated function skips the notice without touching shared
+    logger state, so threads can read at the same time.
     """
     iterate = _tf().compat.v1.io.tf_record_iterator
     yield from getattr(iterate, "__wrapped__", iterate)(str(path))
@@ -124,6 +124,26 @@ def detect_format(path) -> ShardFormat:
     else:
         raise InputError(path, "neither frame features 'rgb' nor video feature 'mean_rgb'", record=0)
     return ShardFormat(level=level, version=version, has_labels="labels" in keys)
+
+
+def common_format(paths: list[Path], skip_corrupt: bool = False) -> ShardFormat:
+    """The one format of all the shards (a mix is an InputError). With skip_corrupt, a shard whose first
+    record cannot be read is left to the reader, which skips and reports its bad records like any others."""
+    found, problem = None, None
+    for path in paths:
+        try:
+            fmt = detect_format(path)
+        except InputError as err:
+            if not skip_corrupt:
+                raise
+            problem = problem or err
+            continue
+        if found is not None and fmt != found[1]:
+            raise InputError(path, f"is {fmt} but {found[0].name} is {found[1]}: one level and version at a time")
+        found = found or (path, fmt)
+    if found is None:
+        raise InputError(problem.path, f"no shard can be read ({problem.problem})")
+    return found[1]
 
 
 @functools.lru_cache(maxsize=8)
@@ -254,21 +274,28 @@ def to_batch(parsed: dict, first: int, fmt: ShardFormat) -> tuple[Batch, int | N
     return Batch(first, ids, labels, frame_means(frames, num_frames), frames, num_frames), bad
 
 
-def read_batches(path, fmt: ShardFormat | None = None, *, batch_size: int | None = None,
+def read_batches(path, fmt: ShardFormat | None = None, *, start: int = 0, batch_size: int | None = None,
                  max_frames: int = MAX_FRAMES, skip_corrupt: bool = False,
                  report: ReadReport | None = None) -> Iterator[Batch]:
-    """Yield the shard's records as Batches; bad records raise InputError or, with skip_corrupt, are skipped.
+    """Yield the shard's records from record `start` on as Batches; bad records raise InputError or, with
+    skip_corrupt, are skipped and reported.
 
     A broken TFRecord frame (truncation, bad CRC) ends the file: with skip_corrupt the records before it
-    are kept and the rest of the file is reported as skipped.
+    are kept and the rest of the file is reported as skipped. An empty file is a bad shard too.
     """
     path = Path(path)
-    fmt = fmt or detect_format(path)
     report = report if report is not None else ReadReport()
+    if path.is_file() and path.stat().st_size == 0:
+        if not skip_corrupt:
+            raise InputError(path, "empty shard (no records)")
+        report.skipped += 1
+        report.problems.append(f"{path}: empty shard (no records); skipped")
+        return
+    fmt = fmt or detect_format(path)
     parse = batch_parser(fmt, max_frames)
     size = batch_size or DEFAULT_BATCH[fmt.level]
-    first, head = 0, _record_list(path, 0, size)
-    more = _record_batches(path, size, size) if len(head[0]) == size and head[1] is None else []
+    first, head = start, _record_list(path, start, size)
+    more = _record_batches(path, start + size, size) if len(head[0]) == size and head[1] is None else []
     for records, broken in itertools.chain([head], more):
         if broken is not None:
             at = first + len(records)

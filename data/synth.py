@@ -91,7 +91,6 @@ class Knobs:
 
 
 REGULAR, STRETCH, ORDER_AB, ORDER_BA = 0, 1, 2, 3
-ROLE_NAMES = {REGULAR: "regular", STRETCH: "stretch", ORDER_AB: "order (A then B)", ORDER_BA: "order (B then A)"}
 
 
 @dataclass
@@ -383,7 +382,7 @@ def generate(out, level: str, split: str, videos: int, seed: int = 0, classes: i
               "generator_version": GENERATOR_VERSION}
     old = _same_as_before(summary_path, wanted)
     if old is not None:
-        print(f"{out}: {split} already holds these {videos:,} synthetic {level}-level videos; skipped")
+        print(f"{out}: up to date ({split}: these {videos:,} synthetic {level}-level videos)")
         return old
 
     started = time.perf_counter()
@@ -401,6 +400,8 @@ def generate(out, level: str, split: str, videos: int, seed: int = 0, classes: i
             bar.update(len(block.ids))
 
     out.mkdir(parents=True, exist_ok=True)
+    for leftover in out.glob(f".{split}.*.tmp"):  # the staging folder of a run that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{split}.", suffix=".tmp", dir=out))
     try:  # all shards are written aside first: a failed run leaves an earlier complete one untouched
         blocks = prefetched_blocks(world, seed, split, videos, knobs)

@@ -3,9 +3,8 @@
 import argparse
 import json
 import os
-import sys
 
-from common.cli import run
+from common.cli import quiet_tensorflow, run
 from common.workspace import workdir
 from evaluation.metrics import K
 
@@ -38,19 +37,23 @@ def parse(argv):
 def main(argv=None) -> int:
     args = parse(argv)
     if args.command == "score":
-        from evaluation.score import save_report, score_files
+        from evaluation.score import report_path, save_report, saved_report, score_files, score_inputs
 
-        report = score_files(args.submission, args.truth, ignore_extra=args.ignore_extra,
-                             num_classes=args.classes, k=K)
-        saved = None
-        if args.workdir or os.environ.get("YT8M_WORKDIR"):
-            saved = save_report(report, workdir(args.workdir))
+        options = dict(ignore_extra=args.ignore_extra, num_classes=args.classes, k=K)
+        folder = workdir(args.workdir) if args.workdir or os.environ.get("YT8M_WORKDIR") else None
+        inputs = score_inputs(args.submission, args.truth, **options) if folder else None
+        report = saved_report(folder, inputs) if inputs else None
+        if report is not None:
+            note = f"{report_path(folder, args.submission)}: up to date"
+        else:
+            report = score_files(args.submission, args.truth, **options)
+            note = f"saved       {save_report(report, folder, inputs)}" if folder else None
         if args.json:
             print(json.dumps(report.to_dict()))
         else:
             print(report.text())
-            if saved:
-                print(f"saved       {saved}")
+            if note:
+                print(note)
     else:
         from evaluation.leaderboard import markdown, write_leaderboard
 
@@ -64,4 +67,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    quiet_tensorflow()
+    raise SystemExit(run(main))

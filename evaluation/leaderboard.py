@@ -147,7 +147,8 @@ def markdown(rows: list[Row]) -> str:
 
     def table(rows, columns):
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        return "\n".join(lines + ["| " + " | ".join(cells(r)[: len(columns)]) + " |" for r in rows])
+        escaped = ([cell.replace("|", "\\|") for cell in cells(r)[: len(columns)]] for r in rows)  # a | in a name
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in escaped])
 
     ours = table(rows, COLUMNS[:-1]) if rows else "(no model cards or scores found)"
     published = table(PUBLISHED, ["reference", "model", "split", "GAP", "Hit@1", "PERR"])

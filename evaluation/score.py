@@ -1,5 +1,7 @@
 """Score a submission CSV against ground truth, and save the result where the leaderboard finds it."""
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from common.errors import InputError
-from common.files import write_json_atomic
+from common.files import digest, write_json_atomic
 from data.formats import NUM_CLASSES
 from evaluation.metrics import Accumulator, K, Scores
 from evaluation.submission_csv import FIRST_DATA_LINE, Submission, Truth, read_submission, read_truth
@@ -75,13 +77,15 @@ def score_files(submission_csv, truth_source, *, ignore_extra: bool = False, num
                 k: int = K) -> ScoreReport:
     """Read both files and score; the vocabulary comes from a store, for a CSV from `num_classes` (3862)."""
     truth_source = Path(truth_source)
+    if num_classes is not None and num_classes < 1:
+        raise InputError("--classes", f"the vocabulary needs at least 1 class, not {num_classes}")
     if truth_source.is_dir():
         truth = read_truth(truth_source)
-        if num_classes and num_classes != truth.num_classes:
+        if num_classes is not None and num_classes != truth.num_classes:
             raise InputError(truth_source, f"this store has {truth.num_classes} classes, not {num_classes}")
         num_classes = truth.num_classes
     else:
-        num_classes = num_classes or DEFAULT_CLASSES
+        num_classes = DEFAULT_CLASSES if num_classes is None else num_classes
         truth = read_truth(truth_source, num_classes)
     submission = read_submission(submission_csv, num_classes, k)
     return score_submission(submission, truth, ignore_extra=ignore_extra, num_classes=num_classes, k=k)
@@ -93,9 +97,41 @@ def run_and_split(submission_csv) -> tuple[str, str]:
     return (run, split) if run else (split, "")
 
 
-def save_report(report: ScoreReport, workdir) -> Path:
-    """Write workspace/evaluation/scores/<csv stem>.json (atomically) and return its path."""
+def report_path(workdir, submission_csv) -> Path:
+    """workspace/evaluation/scores/<csv stem>.json: where the leaderboard finds a CSV's scores."""
+    return Path(workdir) / "evaluation" / "scores" / f"{Path(submission_csv).stem}.json"
+
+
+def score_inputs(submission_csv, truth_source, *, ignore_extra: bool = False, num_classes: int | None = None,
+                 k: int = K) -> dict | None:
+    """What decides a score: both files' paths and SHA-256 (a store's manifest names every shard), the options;
+    None when a file cannot be read (scoring then says what is wrong)."""
+    truth = Path(truth_source)
+    try:
+        return {"submission": str(submission_csv), "submission_sha256": digest(submission_csv),
+                "truth": str(truth_source),
+                "truth_sha256": digest(truth / "manifest.json" if truth.is_dir() else truth),
+                "ignore_extra": ignore_extra, "classes": num_classes, "k": k}
+    except OSError:
+        return None
+
+
+def saved_report(workdir, inputs: dict) -> ScoreReport | None:
+    """The saved report of exactly these inputs (None when there is none, or it was made from others)."""
+    try:
+        data = json.loads(report_path(workdir, inputs["submission"]).read_text())
+        if data.get("inputs") != inputs:
+            return None
+        scores = Scores(**{f.name: data[f.name] for f in dataclasses.fields(Scores)})
+        return ScoreReport(scores, data["submission"], data["truth"], data["num_missing"], data["num_ignored"],
+                           data["k"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_report(report: ScoreReport, workdir, inputs: dict | None = None) -> Path:
+    """Write workspace/evaluation/scores/<csv stem>.json (atomically), with the inputs that made it."""
     run, split = run_and_split(report.submission)
-    path = Path(workdir) / "evaluation" / "scores" / f"{Path(report.submission).stem}.json"
-    write_json_atomic(path, {"run": run, "split": split, **report.to_dict()})
+    path = report_path(workdir, report.submission)
+    write_json_atomic(path, {"run": run, "split": split, **report.to_dict(), "inputs": inputs})
     return path

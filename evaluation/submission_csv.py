@@ -1,8 +1,8 @@
 """Read Kaggle submission CSVs and ground truth (a feature store or a `VideoId,Labels` CSV), strictly.
 
 Submission: header `VideoId,LabelConfidencePairs`, then `<id>,<label> <score> ...` with at most k pairs.
-Reading is vectorized (NumPy finds the line structure, pandas' C parser reads the numbers), so a
-1,000,000-row file takes seconds. When anything looks wrong, the file is re-read line by line with the
+Reading is vectorized (NumPy finds the line structure, pandas' C parser reads the numbers; speed:
+benchmarks/RESULTS.md, Evaluation). When anything looks wrong, the file is re-read line by line with the
 plain parser below, which names the first bad line and what is wrong with it.
 """
 
@@ -21,6 +21,9 @@ from evaluation.metrics import K, LabelSets, rank_pairs
 
 HEADER = "VideoId,LabelConfidencePairs"
 TRUTH_HEADER = "VideoId,Labels"
+# Longer lines are refused before any parsing: a submission line of 20 pairs takes under 500 bytes and a
+# ground-truth line listing every class of the vocabulary under 20 KB.
+MAX_LINE_BYTES = 1 << 16
 NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 NOT_FINITE = re.compile(r"[+-]?(nan|inf|infinity)", re.IGNORECASE)
 FIRST_DATA_LINE = 2  # line 1 is the header
@@ -106,7 +109,14 @@ def _body(path: Path, header: str) -> bytes:
     stop = len(data)
     while stop > end + 1 and data[stop - 1] in b" \t\r\n":  # trailing blank lines (without copying data)
         stop -= 1
-    return data[end + 1 : stop] if end >= 0 else b""
+    body = data[end + 1 : stop] if end >= 0 else b""
+    ends = np.append(np.flatnonzero(np.frombuffer(body, np.uint8) == ord("\n")), len(body))
+    lengths = np.diff(ends, prepend=-1) - 1
+    if len(body) and lengths.max() > MAX_LINE_BYTES:
+        row = int(np.argmax(lengths > MAX_LINE_BYTES))
+        raise InputError(path, f"{lengths[row]:,} bytes on one line, far more than any valid line "
+                               f"({MAX_LINE_BYTES:,} at most)", line=row + FIRST_DATA_LINE)
+    return body
 
 
 class _Irregular(Exception):
@@ -164,7 +174,7 @@ def _read_fast(path: Path, body: bytes, num_classes: int, k: int):
     bad = (count % 2 == 1) | (count > 2 * k) | np.any(present != (np.arange(columns - 1) < count[:, None]), 1)
     labels, scores, paired = values[:, 0 : 2 * k : 2], values[:, 1 : 2 * k : 2], present[:, 0 : 2 * k : 2]
     label_ok = (labels == np.floor(labels)) & (labels >= 0) & (labels < num_classes)
-    bad |= np.any(paired & ~(label_ok & np.isfinite(scores)), axis=1)
+    bad |= np.any(paired & ~(label_ok & np.isfinite(scores)), axis=1) | ~_labels_in_digits(layout)
     sorted_labels = np.sort(np.where(paired, labels, -1.0 - np.arange(k)), axis=1)
     bad |= np.any(sorted_labels[:, 1:] == sorted_labels[:, :-1], axis=1)
     if bad.any():
@@ -206,6 +216,28 @@ def _read_slow(path: Path, body: bytes, num_classes: int, k: int):
     return ids, labels, scores
 
 
+def _labels_in_digits(layout: _Layout) -> np.ndarray:
+    """Per line: whether every label (the 2nd, 4th, ... token, counting the id) is written in digits alone.
+
+    Token parity comes from running XORs over chunks of whole lines (bounded memory); it is exact for lines
+    of whole pairs, and a line that is not is refused anyway."""
+    buf, ends = layout.buf, layout.ends
+    good = np.ones(len(ends), dtype=bool)
+    start = 0
+    while start < len(buf):
+        stop = int(ends[min(np.searchsorted(ends, start + (1 << 24)), len(ends) - 1)]) + 1
+        chunk = buf[start:stop]
+        blank = np.isin(chunk, np.frombuffer(b" \t\r,\n", np.uint8))
+        token_start = ~blank
+        token_start[1:] &= blank[:-1]
+        odd = np.bitwise_xor.accumulate(token_start.view(np.uint8)) ^ np.bitwise_xor.accumulate(
+            (chunk == ord("\n")).view(np.uint8))  # 1 inside the id, the scores; 0 inside labels
+        wrong = ~blank & (odd == 0) & ((chunk < ord("0")) | (chunk > ord("9")))
+        good[np.searchsorted(ends, np.flatnonzero(wrong) + start)] = False
+        start = stop
+    return good
+
+
 def _parse_line(path: Path, text: str, number: int, num_classes: int, k: int):
     """One data line -> (id, labels, scores); InputError naming the line and the problem otherwise."""
 
@@ -228,10 +260,9 @@ def _parse_line(path: Path, text: str, number: int, num_classes: int, k: int):
         fail(f"{len(tokens) // 2} label/score pairs, more than {k}")
     labels, scores = [], []
     for label_text, score_text in zip(tokens[0::2], tokens[1::2], strict=True):
-        value = float(label_text) if NUMBER.fullmatch(label_text) else math.nan
-        if not math.isfinite(value) or value != math.floor(value):
-            fail(f"label {label_text!r} is not a whole number")
-        label = int(value)
+        if not (label_text.isascii() and label_text.isdigit()):
+            fail(f"label {label_text!r} is not a class id written in digits (such as 405)")
+        label = int(label_text)
         if not 0 <= label < num_classes:
             fail(f"label {label} is outside the {num_classes}-class vocabulary (0..{num_classes - 1})")
         if label in labels:

@@ -18,14 +18,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     convert = commands.add_parser(
         "convert", help="convert TFRecord shards (either level, detected) into a memmap feature store",
-        description="Convert shards into a feature store. Re-running converts only missing or changed "
-                    "shards; an unchanged complete store is left as it is.")
+        description="Convert shards into a feature store. A store made from exactly these shards is left as it "
+                    "is ('up to date'); a run that was interrupted goes on from its last finished shard.")
     convert.add_argument("--shards", required=True, help="folder of .tfrecord shards, or a glob (quoted)")
     convert.add_argument("--out", required=True, help="store folder to write (replaced only when complete)")
     convert.add_argument("--workers", type=_positive, default=None,
                          help="threads parsing records in parallel (default: number of cores)")
     convert.add_argument("--skip-corrupt", action="store_true",
-                         help="skip bad records (each reported) instead of stopping at the first")
+                         help="skip bad records and unreadable shards (each reported) instead of stopping at the first")
 
     info = commands.add_parser("info", help="print what a store holds: counts, bytes, labels, frames",
                                description="Describe a feature store.")

@@ -45,7 +45,7 @@ def describe_store(path, vocabulary=None) -> str:
     lines = [
         f"store     {path}",
         f"level     {m.level} (from {m.version or '?'} shards), {n:,} videos from {len(m.sources)} shards"
-        + (f", {sum(s.skipped for s in m.sources)} bad records skipped" if any(s.skipped for s in m.sources)
+        + (f", {sum(s.skipped for s in m.sources)} bad records or shards skipped" if any(s.skipped for s in m.sources)
            else ""),
         f"bytes     {_size(sum(p.stat().st_size for p in files))}: {sizes}",
     ]

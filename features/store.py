@@ -1,6 +1,6 @@
 """Feature stores: a folder of .npy files (opened as memmaps) plus manifest.json describing them.
 
-Layout (see DESIGN.md): ids.npy (N,) fixed-width bytes; labels_indptr.npy (N+1,) int64 and
+Layout (docs/features.md): ids.npy (N,) fixed-width bytes; labels_indptr.npy (N+1,) int64 and
 labels_indices.npy (nnz,) int16/int32 (CSR); video.npy (N, 1152) float32; frame level adds
 frames.npy (F, 1152) uint8 (all kept frames end to end) and frame_offsets.npy (N+1,) int64.
 """
@@ -12,12 +12,10 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy
 
 from common.errors import InputError
-from common.files import atomic_path, write_json_atomic
-from data.formats import AUDIO_SIZE, FEATURE_SIZE, MAX_FRAMES, NUM_CLASSES, RGB_SIZE
-from data.quantization import frame_means
+from common.files import write_json_atomic
+from data.formats import AUDIO_SIZE, FEATURE_SIZE, MAX_FRAMES, RGB_SIZE
 
 FORMAT = 1  # bump when the files change meaning, so old stores are rebuilt rather than misread
 MANIFEST = "manifest.json"
@@ -32,8 +30,8 @@ class Source:
     bytes: int
     records: int  # records framed in the file
     videos: int | None = None  # videos the store holds from it (None: not recorded)
-    skipped: int = 0  # bad records left out (--skip-corrupt)
-    fingerprint: str = ""  # hash of every record's length and CRC (see features.convert.scan_shard)
+    skipped: int = 0  # bad records left out (--skip-corrupt); an unreadable shard counts as one
+    fingerprint: str = ""  # hash of every record's length and CRC (data.stream.scan_shard)
 
     def same_file(self, other: "Source") -> bool:
         return (self.name, self.bytes, self.records, self.fingerprint) == (
@@ -93,15 +91,6 @@ def expected_files(m: Manifest) -> dict[str, tuple[tuple, np.dtype]]:
     return files
 
 
-def npy_layout(path) -> tuple[tuple, np.dtype, int]:
-    """(shape, dtype, byte offset of the data) from a .npy header, without touching the data."""
-    with open(path, "rb") as f:
-        version = npy.read_magic(f)
-        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-        shape, _, dtype = read(f)
-        return shape, dtype, f.tell()
-
-
 def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenation of arange(s, s + c) for each (s, c), built without a Python loop."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -151,9 +140,6 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, level={self.level!r}, videos={len(self)})"
-
-    def __reduce__(self):  # pickled by path (for worker processes), never by copying the memmaps
-        return Store, (str(self.path),)
 
     # -- ids and labels ---------------------------------------------------------------------------
     @property
@@ -277,119 +263,3 @@ def _open_npy(path: Path, shape: tuple, dtype: np.dtype) -> np.ndarray:
     if isinstance(array, np.memmap) and os.path.getsize(path) != array.offset + array.nbytes:
         raise InputError(path, "file size does not match its header (truncated or padded)")
     return array
-
-
-class StoreWriter:
-    """Fills a new store folder in order, chunk by chunk, with sizes known up front.
-
-    Files are created with open_memmap (header and size) and then written with plain file writes,
-    so writing a 100 GB store does not grow this process's memory.
-    """
-
-    def __init__(self, folder, manifest: Manifest):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.manifest = manifest
-        self._files, self._dtypes = {}, {}
-        for name, (shape, dtype) in expected_files(manifest).items():
-            array = npy.open_memmap(self.folder / name, mode="w+", dtype=dtype, shape=shape)
-            offset = array.offset if isinstance(array, np.memmap) else os.path.getsize(self.folder / name)
-            del array
-            handle = open(self.folder / name, "r+b")  # closed by finish() or close()
-            handle.seek(offset)
-            self._files[name], self._dtypes[name] = handle, dtype
-        self.videos = self.labels = self.frames = 0
-        self.frames_promised = 0  # frames owned by the videos appended so far (frame_offsets written)
-        self._put("labels_indptr.npy", np.zeros(1, np.int64))
-        if manifest.level == "frame":
-            self._put("frame_offsets.npy", np.zeros(1, np.int64))
-
-    def _put(self, name: str, values) -> None:
-        np.ascontiguousarray(values, dtype=self._dtypes[name]).tofile(self._files[name])
-
-    def append_videos(self, ids, label_counts, label_indices, video, num_frames=None) -> None:
-        """Append videos: ids (bytes or str), labels as counts + concatenated ids, video (n, 1152)."""
-        ids = [i.encode("utf-8") if isinstance(i, str) else i for i in np.asarray(ids).tolist()]
-        self._put("ids.npy", np.array(ids, dtype=self._dtypes["ids.npy"]))
-        label_counts = np.asarray(label_counts, dtype=np.int64)
-        self._put("labels_indptr.npy", self.labels + np.cumsum(label_counts))
-        self._put("labels_indices.npy", label_indices)
-        self._put("video.npy", np.asarray(video).reshape(-1, FEATURE_SIZE))
-        self.videos += len(ids)
-        self.labels += int(label_counts.sum())
-        if self.manifest.level == "frame":
-            num_frames = np.asarray(num_frames, dtype=np.int64)
-            self._put("frame_offsets.npy", self.frames_promised + np.cumsum(num_frames))
-            self.frames_promised += int(num_frames.sum())
-
-    def append_frames(self, rows) -> None:
-        """Append frame rows uint8 (f, 1152), in the same video order as append_videos."""
-        rows = np.asarray(rows).reshape(-1, FEATURE_SIZE)
-        self._put("frames.npy", rows)
-        self.frames += len(rows)
-
-    def finish(self) -> None:
-        """Check every file got exactly what the manifest promised, close them, write manifest.json."""
-        m = self.manifest
-        for handle in self._files.values():
-            handle.close()
-        got = (self.videos, self.labels, self.frames if m.level == "frame" else None)
-        want = (m.num_videos, m.num_labels, m.num_frames)
-        if got != want or (m.level == "frame" and self.frames_promised != m.num_frames):
-            raise RuntimeError(f"store writer got (videos, labels, frames) {got}, manifest says {want}")
-        m.save(self.folder)
-
-    def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-
-
-def id_width(ids) -> int:
-    """Bytes needed for the longest id (at least 1)."""
-    return max([len(i.encode("utf-8") if isinstance(i, str) else i) for i in ids] + [1])
-
-
-def create_store(path, ids, labels, video, *, frames=None, num_frames=None, num_classes: int,
-                 has_labels: bool = True, sources=()) -> Store:
-    """Write a complete store from in-memory arrays (atomically) and open it.
-
-    labels: one int array per video (ignored when has_labels is False). Frame level: frames (F, 1152)
-    uint8 end to end and num_frames (N,); video may then be None to use the mean of the frames.
-    """
-    ids = list(np.asarray(ids).tolist())
-    n = len(ids)
-    rows = [np.asarray(x, dtype=np.int64).reshape(-1) for x in labels] if has_labels else [[]] * n
-    counts = np.array([len(r) for r in rows], dtype=np.int64)
-    indices = np.concatenate(rows) if n else np.zeros(0, np.int64)
-    if len(indices) and (indices.min() < 0 or indices.max() >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes})")
-    if frames is not None:
-        frames = np.asarray(frames, dtype=np.uint8).reshape(-1, FEATURE_SIZE)
-        num_frames = np.asarray(num_frames, dtype=np.int64)
-        if num_frames.sum() != len(frames) or (num_frames > MAX_FRAMES).any():
-            raise ValueError(f"num_frames must sum to len(frames) with at most {MAX_FRAMES} per video")
-        if video is None:
-            video = frame_means(frames, num_frames)
-    video = np.asarray(video, dtype=np.float32).reshape(n, FEATURE_SIZE)
-    manifest = Manifest(
-        level="video" if frames is None else "frame",
-        version={c: v for v, c in NUM_CLASSES.items()}.get(num_classes),
-        num_videos=n,
-        num_labels=int(counts.sum()),
-        num_frames=None if frames is None else len(frames),
-        max_frames=None if frames is None else MAX_FRAMES,
-        id_width=id_width(ids),
-        num_classes=num_classes,
-        has_labels=has_labels,
-        sources=[s if isinstance(s, Source) else Source(**s) for s in sources],
-    )
-    with atomic_path(path) as tmp:
-        writer = StoreWriter(tmp, manifest)
-        try:
-            writer.append_videos(ids, counts, indices, video, num_frames)
-            if frames is not None:
-                writer.append_frames(frames)
-            writer.finish()
-        finally:
-            writer.close()
-    return Store(path)

@@ -1,41 +1,39 @@
-"""`python -m models train ...`: parse the arguments and call models.train.train."""
+"""`python -m models train|ensemble|export|list ...`: parse the arguments and call models.train.train,
+models.ensemble.make_ensemble or models.export.export, or list the zoo."""
 
 import argparse
-import json
 
 from common.cli import quiet_tensorflow, run
 from common.errors import InputError
 
-quiet_tensorflow()  # before TensorFlow is first imported
-
 
 def parse_config(pairs: list[str]) -> dict:
-    """`key=value` overrides of the model config; values are read as JSON when they parse (2, 0.5, true)."""
+    """`key=value` overrides of the model config, values as text (models.zoo.make_config converts them)."""
     config = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InputError("--config", f"expected key=value, got {pair!r}")
-        try:
-            config[key] = json.loads(value)
-        except json.JSONDecodeError:
-            config[key] = value
+        config[key] = value
     return config
 
 
 def parser() -> argparse.ArgumentParser:
     from models import zoo
+    from models.distill import TEACHER_WEIGHT
+    from models.export import WEIGHTS
     from models.train import DEFAULT_FRAMES, PRECISIONS, STRATEGIES, TrainOptions
 
     defaults = TrainOptions()
     top = argparse.ArgumentParser(prog="python -m models",
-                                  description="Train YouTube-8M models from feature stores.")
+                                  description="Train YouTube-8M models from feature stores, combine them "
+                                              "into ensembles, export them with smaller weights.")
     commands = top.add_subparsers(dest="command", required=True)
     p = commands.add_parser(
         "train", help="train one model; writes model.keras, card.json, history.csv, training.png",
         description="Train a model of the zoo. Re-running the same command resumes from the last checkpoint, "
                     "or says 'up to date' when the run folder already holds this training.")
-    p.add_argument("--model", required=True, help="logistic, moe, lstm, qrnn or qrnn-video")
+    p.add_argument("--model", required=True, help=f"one of {', '.join(zoo.MODELS)} (see: python -m models list)")
     p.add_argument("--train", required=True, metavar="STORE", help="training feature store folder")
     p.add_argument("--validate", required=True, metavar="STORE", help="validation feature store folder")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder, e.g. workspace/models/<run>")
@@ -61,19 +59,63 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
                    help="Keras mixed precision: mixed_bfloat16 on CPUs with BF16, mixed_float16 on GPUs; "
                         "the recurrence, loss and output stay float32 (default float32)")
+    p.add_argument("--teacher", metavar="MODEL_DIR", default=None,
+                   help="distillation: train on a mix of the labels and this model folder's scores (any model "
+                        "folder, an ensemble included; it must predict the same classes and read the store)")
+    p.add_argument("--teacher-weight", type=float, default=TEACHER_WEIGHT, metavar="W",
+                   help="the teacher's share of the training videos' targets: (1 - W) labels + W teacher "
+                        f"(default {TEACHER_WEIGHT}; 0 with --transfer: the teacher teaches on transfer videos only)")
+    p.add_argument("--transfer", metavar="STORE", default=None,
+                   help="with --teacher: a store (e.g. unlabelled test videos) whose videos join the training, "
+                        "the teacher's scores as their targets")
+
+    e = commands.add_parser(
+        "ensemble", help="combine trained model folders into one; writes model.keras and card.json",
+        description="Fit the members' weights by GAP@20 on a validation store and write one model folder "
+                    "that predicts like any other (the members are sub-models of its model.keras).")
+    e.add_argument("--members", required=True, nargs="+", metavar="DIR", help="two or more model folders")
+    e.add_argument("--validate", required=True, metavar="STORE", help="labelled store to fit the weights on")
+    e.add_argument("--out", required=True, metavar="DIR", help="the ensemble's folder, e.g. workspace/models/<run>")
+
+    x = commands.add_parser(
+        "export", help="write a smaller copy of a model folder (float16 or int8 weights)",
+        description="Rewrite a model folder with float16 or int8 weights; its card gives the size and the "
+                    "change in validation GAP, measured on the store named in the source card.")
+    x.add_argument("--model", required=True, metavar="DIR", help="a model folder (trained, ensemble, ...)")
+    x.add_argument("--out", required=True, metavar="DIR", help="the export's folder")
+    x.add_argument("--weights", required=True, choices=WEIGHTS, help="the weight type")
+
+    commands.add_parser("list", help="list the registered models", description="The models --model accepts: "
+                        "name, level of the features it reads, default learning rate, what it is.")
     return top
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    from models.train import TrainOptions, train
+    if args.command == "list":
+        from models import zoo
 
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                           frames=args.frames, seed=args.seed, patience=args.patience, strategy=args.strategy,
-                           precision=args.precision)
-    train(args.model, args.train, args.validate, args.out, options, parse_config(args.config))
+        for name, spec in zoo.MODELS.items():
+            print(f"{name:<12} {spec.level:<6} lr {spec.learning_rate:<7g} {spec.summary}")
+    elif args.command == "ensemble":
+        from models.ensemble import make_ensemble
+
+        make_ensemble(args.members, args.validate, args.out)
+    elif args.command == "export":
+        from models.export import export
+
+        export(args.model, args.out, args.weights)
+    else:
+        from models.train import TrainOptions, train
+
+        options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                               frames=args.frames, seed=args.seed, patience=args.patience, teacher=args.teacher,
+                               teacher_weight=args.teacher_weight, transfer=args.transfer,
+                               strategy=args.strategy, precision=args.precision)
+        train(args.model, args.train, args.validate, args.out, options, parse_config(args.config))
     return 0
 
 
 if __name__ == "__main__":
+    quiet_tensorflow()
     raise SystemExit(run(main))

@@ -8,11 +8,12 @@ import tensorflow as tf
 
 def model_inputs(store, indices, level: str, frames: int | None = None, sample: str = "even", rng=None):
     """The model's input for the videos `indices`: a (B, 1152) float32 array for video-level models, or
-    {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,)} with T sampled frames for frame-level ones."""
+    {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,), "video": float32 (B, 1152)} for frame-level ones:
+    T sampled frames, and the mean of all of the video's frames (what video-level models read)."""
     if level == "video":
         return store.video(indices)
     batch, lengths = store.frames(indices, sample=sample, num_samples=frames, rng=rng)
-    return {"frames": batch, "num_frames": np.asarray(lengths, dtype=np.int32)}
+    return {"frames": batch, "num_frames": np.asarray(lengths, dtype=np.int32), "video": store.video(indices)}
 
 
 def ordered_batches(num_videos: int, batch_size: int):
@@ -22,17 +23,19 @@ def ordered_batches(num_videos: int, batch_size: int):
 
 
 class StoreBatches:
-    """(inputs, targets) batches of a store: targets are the dense 0/1 labels (float32, B x classes).
+    """(inputs, targets (B, classes) float32) batches of a store.
 
     Training (shuffle=True): a new video order every epoch and T random frames per video; validation
     (shuffle=False): videos in order, T evenly spaced frames. Under tf.distribute each replica reads only
     its part of every global batch (`part`). All randomness comes from (seed, epoch, batch, part) alone, so
-    a run resumed at epoch e sees exactly the batches it would have.
+    a run resumed at epoch e sees exactly the batches it would have. `targets(indices)` gives what the model
+    learns to predict: by default the 0/1 labels (distillation mixes in a teacher's scores: models.distill).
     """
 
     def __init__(self, store, level: str, batch_size: int, frames: int | None = None,
-                 shuffle: bool = False, seed: int = 0, epoch: int = 0):
+                 shuffle: bool = False, seed: int = 0, epoch: int = 0, targets=None):
         self.store, self.level, self.batch_size, self.frames = store, level, batch_size, frames
+        self.targets = targets or store.dense_labels
         self.shuffle, self.seed, self.epoch = shuffle, seed, epoch
         self._order = None
 
@@ -66,10 +69,6 @@ class StoreBatches:
 
     def __getitem__(self, i: int):
         return self.share(i)
-
-    def targets(self, indices) -> np.ndarray:
-        """What the model learns to output for the videos `indices`: their 0/1 labels."""
-        return self.store.dense_labels(indices)
 
     def dataset(self, context: tf.distribute.InputContext) -> tf.data.Dataset:
         """This epoch as tf.data for one worker of a tf.distribute strategy: for every global batch, the

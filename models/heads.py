@@ -27,17 +27,20 @@ def prior_logit(num_classes, scale=1.0):
 class MixtureOfExperts(keras.layers.Layer):
     """The starter code's MoeModel: per class, a softmax gate over `experts` sigmoid experts plus a dummy
     expert that always says 0. Two Dense layers do it for all classes at once: gates (C*(M+1), no bias,
-    as in the starter) and experts (C*M; biases start at the class prior). Output (B, C) in [0, 1]."""
+    as in the starter) and experts (C*M; biases start at the class prior). Output (B, C) in [0, 1].
+    Both follow this layer's dtype policy and quantization (models.export), so an exported MoE reloads."""
 
-    def __init__(self, num_classes, experts=2, l2=1e-6, **kwargs):
+    def __init__(self, num_classes, experts=2, l2=1e-6, quantization_config=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.experts, self.l2 = int(num_classes), int(experts), float(l2)
+        self.quantization_config = keras.saving.deserialize_keras_object(quantization_config)
         penalty = l2_penalty(self.l2, self.num_classes)
+        same = {"dtype": self.dtype_policy, "quantization_config": self.quantization_config}
         self.gates = keras.layers.Dense(self.num_classes * (self.experts + 1), use_bias=False,
-                                        kernel_regularizer=penalty, name="gates", dtype=self.dtype_policy)
+                                        kernel_regularizer=penalty, name="gates", **same)
         start = keras.initializers.Constant(prior_logit(self.num_classes, (self.experts + 1) / self.experts))
         self.expert_logits = keras.layers.Dense(self.num_classes * self.experts, kernel_regularizer=penalty,
-                                                bias_initializer=start, name="experts", dtype=self.dtype_policy)
+                                                bias_initializer=start, name="experts", **same)
 
     def build(self, input_shape):
         self.gates.build(input_shape)
@@ -48,11 +51,22 @@ class MixtureOfExperts(keras.layers.Layer):
         experts = ops.sigmoid(ops.reshape(self.expert_logits(inputs), (-1, self.num_classes, self.experts)))
         return ops.sum(gates[:, :, : self.experts] * experts, axis=-1)  # the dummy expert adds 0
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        """Keras' quantization of both Dense layers; this layer's dtype policy and config record it."""
+        for dense in (self.gates, self.expert_logits):
+            dense.quantize(mode, config=config)
+        self.quantization_config, self._is_quantized = config, True
+        self.dtype_policy = self.gates.dtype_policy
+
+    def _int8_call(self, inputs):
+        return self.call(inputs)
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "experts": self.experts, "l2": self.l2}
+        return {**super().get_config(), "num_classes": self.num_classes, "experts": self.experts, "l2": self.l2,
+                "quantization_config": keras.saving.serialize_keras_object(self.quantization_config)}
 
 
 def context_gating(x, name="context_gating"):
@@ -66,10 +80,8 @@ def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False
     layer computes in float32 under every dtype policy: scores ranked to the 20th need its precision."""
     if gating:
         x = context_gating(x)
-    if head == "moe":
+    if head == "moe":  # (models.zoo checks that head is one of HEADS)
         return MixtureOfExperts(num_classes, experts, l2, name="moe", dtype="float32")(x)
-    if head != "logistic":
-        raise ValueError(f"head must be one of {HEADS}, not {head!r}")
     penalty = l2_penalty(l2, num_classes)
     start = keras.initializers.Constant(prior_logit(num_classes))
     return keras.layers.Dense(num_classes, activation="sigmoid", kernel_regularizer=penalty,

@@ -1,4 +1,4 @@
-"""Model-side input preprocessing: the store's uint8 frames become normalized float frames with a mask."""
+"""Model-side input preprocessing: the store's uint8 frames and float video features, normalized."""
 
 import keras
 from keras import ops
@@ -6,15 +6,22 @@ from keras import ops
 from data.quantization import BIAS, SCALE
 
 
+def unit_mean_square(x):
+    """x (..., D) L2-normalized along the last axis and scaled to norm sqrt(D): each feature is then about
+    unit size, so gate pre-activations start near unit size (measured against a unit norm:
+    benchmarks/RESULTS.md, development measurements)."""
+    norm = ops.sqrt(ops.maximum(ops.sum(x * x, axis=-1, keepdims=True), 1e-12))
+    return x * (x.shape[-1] ** 0.5) / norm
+
+
 @keras.saving.register_keras_serializable(package="yt8m")
 class FrameFeatures(keras.layers.Layer):
     """[frames uint8 (B, T, 1152), num_frames int (B,)] -> float32 (B, T, 1152) plus a mask (B, T).
 
-    Dequantizes as YouTube-8M does (q * 4/255 + 4/512 - 2) and L2-normalizes each frame (the starter
-    code's input normalization), scaled to unit mean square per feature (norm sqrt(1152)) so that gate
-    pre-activations start near unit size: on the synthetic data this took the qrnn's validation GAP after
-    one epoch from 0.11 (unit norm) to 0.46. The mask marks the first num_frames steps of each row as real,
-    so recurrent layers after it skip the zero padding.
+    Dequantizes as YouTube-8M does (q * 4/255 + 4/512 - 2) and normalizes each frame (`unit_mean_square`,
+    the starter code's per-frame L2 normalization, rescaled). The mask marks the first num_frames steps of
+    each row as real, so recurrent layers and pooling after it skip the padding; padded frames become zeros,
+    so that a convolution over time sees the same zeros before and after a video whatever its padding.
     """
 
     def __init__(self, **kwargs):
@@ -22,11 +29,9 @@ class FrameFeatures(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs):
-        frames, num_frames = inputs
-        x = ops.cast(frames, "float32") * SCALE + BIAS
-        norm = ops.sqrt(ops.maximum(ops.sum(x * x, axis=-1, keepdims=True), 1e-12))
-        real = ops.cast(self.compute_mask(inputs), "float32")
-        return x * (x.shape[-1] ** 0.5) / norm * ops.expand_dims(real, -1)  # padded frames are zeros
+        frames, _ = inputs
+        x = unit_mean_square(ops.cast(frames, "float32") * SCALE + BIAS)
+        return x * ops.expand_dims(ops.cast(self.compute_mask(inputs), "float32"), -1)
 
     def compute_mask(self, inputs, mask=None):
         frames, num_frames = inputs
@@ -38,14 +43,21 @@ class FrameFeatures(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class VideoChunks(keras.layers.Layer):
-    """Video features (B, 1152) -> a sequence (B, 1152 / chunk, chunk) for a recurrent layer.
+class VideoFeatures(keras.layers.Layer):
+    """Video features (B, 1152) (mean rgb, then mean audio) -> the same vector through `unit_mean_square`."""
 
-    The vector is L2-normalized and scaled to unit mean square per feature (so gate pre-activations start
-    near unit size), cut into chunks of `chunk` features (rgb chunks, then audio) and read in reverse:
-    the audio chunk first and the rgb chunk holding the first (largest-variance) PCA components last,
-    nearest the output, where a forget-gated state remembers best. On the real 2018 shards, reading in
-    this order reached validation GAP 0.50 after 2 epochs against 0.33 for the forward order.
+    def call(self, inputs):
+        return unit_mean_square(inputs)
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class VideoChunks(keras.layers.Layer):
+    """A video vector (B, 1152) -> a sequence (B, 1152 / chunk, chunk) for a recurrent layer.
+
+    The vector is cut into chunks of `chunk` features (rgb chunks, then audio) and read in reverse: the
+    audio chunk first and the rgb chunk holding the first (largest-variance) PCA components last, nearest
+    the output, where a forget-gated state remembers best (measured against the forward order:
+    benchmarks/RESULTS.md, development measurements).
     """
 
     def __init__(self, chunk=128, **kwargs):
@@ -53,10 +65,7 @@ class VideoChunks(keras.layers.Layer):
         self.chunk = int(chunk)
 
     def call(self, inputs):
-        depth = inputs.shape[-1]
-        norm = ops.sqrt(ops.maximum(ops.sum(inputs * inputs, axis=-1, keepdims=True), 1e-12))
-        x = inputs * (depth**0.5) / norm
-        return ops.flip(ops.reshape(x, (-1, depth // self.chunk, self.chunk)), axis=1)
+        return ops.flip(ops.reshape(inputs, (-1, inputs.shape[-1] // self.chunk, self.chunk)), axis=1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1] // self.chunk, self.chunk)

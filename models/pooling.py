@@ -3,24 +3,23 @@
 import keras
 from keras import ops
 
-MODES = ("mean", "max", "attention")
+from models.qrnn import _at_last_real_step
+
+MODES = ("last", "mean", "max", "attention")
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
 class TemporalPooling(keras.layers.Layer):
     """(B, T, D) and a mask (B, T) -> (B, len(modes) * D): each mode over the real steps only.
 
-    "mean" averages the real steps; "max" takes each feature's largest value over them; "attention"
-    weights them by a softmax of a learned score per step. Padded steps never change the result, and a
-    video without real steps gives zeros.
+    "last" is the last real step; "mean" averages the real steps; "max" takes each feature's largest value
+    over them; "attention" weights them by a softmax of a learned score per step. Padded steps never change
+    the result, and a video without real steps gives zeros.
     """
 
     def __init__(self, modes=("mean",), **kwargs):
         super().__init__(**kwargs)
-        modes = tuple(modes)
-        if not modes or any(m not in MODES for m in modes):
-            raise ValueError(f"modes must be a non-empty subset of {MODES}, not {modes!r}")
-        self.modes = modes
+        self.modes = tuple(modes)  # of MODES (models.zoo checks a configuration's readout)
         self.supports_masking = True
 
     def build(self, input_shape):
@@ -34,17 +33,18 @@ class TemporalPooling(keras.layers.Layer):
         count = ops.maximum(ops.sum(weight, axis=1), 1.0)
         pooled = []
         for mode in self.modes:
-            if mode == "mean":
+            if mode == "last":
+                pooled.append(_at_last_real_step(inputs, real))
+            elif mode == "mean":
                 pooled.append(ops.sum(inputs * weight, axis=1) / count)
             elif mode == "max":
-                lowest = ops.min(inputs) - 1.0
-                top = ops.max(ops.where(weight > 0, inputs, lowest), axis=1)
-                pooled.append(ops.where(ops.sum(weight, axis=1) > 0, top, 0.0))
+                pooled.append(ops.max(ops.where(weight > 0, inputs, ops.min(inputs) - 1.0), axis=1))
             else:
                 logits = ops.where(weight > 0, self.score(inputs), -1e9)
                 attention = ops.softmax(logits, axis=1) * weight
                 pooled.append(ops.sum(inputs * attention, axis=1))
-        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+        out = pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+        return ops.where(ops.sum(weight, axis=1) > 0, out, 0.0)  # a video without real steps: zeros
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1] * len(self.modes))

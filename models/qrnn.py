@@ -2,9 +2,7 @@
 
 All gates of all time steps come from one causal convolution (a single matrix product); only the cheap
 element-wise recurrence `c_t = f_t * c_{t-1} + (1 - f_t) * z_t` runs step by step, where an LSTM does
-its matrix products inside the sequential loop. On a 2-core CPU with 1152-d frames the QRNN trains about
-3x faster than an LSTM at hidden size 1024; at 512 its k*D*3H product is about as large as the LSTM's
-4H(D+H) and the gain is smaller.
+its matrix products inside the sequential loop (speed beside the LSTM: benchmarks/RESULTS.md, Models).
 """
 
 import keras
@@ -21,15 +19,13 @@ class QRNN(keras.layers.Layer):
     probability, during training only, that a unit's forget gate is forced to 1 (it keeps its state).
     A mask (B, T) marks real frames: padded steps leave the state unchanged, so the output is the
     hidden state at the last real frame (sequence outputs are zero at padded steps).
+    `quantize("int8")` (Keras' quantization API, used by models.export) stores the kernel as int8 with one
+    scale per output column and dequantizes it in call.
     """
 
     def __init__(self, units, window=2, pooling="fo", zoneout=0.0, return_sequences=False, seed=None,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, not {pooling!r}")
-        if int(units) < 1 or int(window) < 1 or not 0.0 <= float(zoneout) < 1.0:
-            raise ValueError("QRNN needs units >= 1, window >= 1 and 0 <= zoneout < 1")
+        super().__init__(**kwargs)  # (models.zoo checks the values a configuration may give)
         self.units, self.window, self.pooling = int(units), int(window), pooling
         self.zoneout, self.return_sequences, self.seed = float(zoneout), bool(return_sequences), seed
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -39,12 +35,35 @@ class QRNN(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        depth = input_shape[-1]
         # kernel[j] multiplies the input j - (window - 1) steps away (j = window - 1 is the current step).
-        self.kernel = self.add_weight(name="kernel", shape=(self.window, depth, len(self.gates) * self.units),
-                                      initializer=self.kernel_initializer,
-                                      regularizer=self.kernel_regularizer)
-        self.bias = self.add_weight(name="bias", shape=(len(self.gates) * self.units,), initializer="zeros")
+        self._add_weights((self.window, input_shape[-1], len(self.gates) * self.units))
+
+    def _add_weights(self, shape):
+        int8 = self.quantization_mode == "int8"
+        self.kernel = self.add_weight(name="kernel", shape=shape, dtype="int8" if int8 else None,
+                                      initializer="zeros" if int8 else self.kernel_initializer,
+                                      regularizer=None if int8 else self.kernel_regularizer, trainable=not int8)
+        self.bias = self.add_weight(name="bias", shape=(shape[-1],), initializer="zeros")
+        if int8:  # kernel = int8 values / kernel_scale
+            self.kernel_scale = self.add_weight(name="kernel_scale", shape=(shape[-1],), initializer="ones",
+                                                trainable=False)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        """int8 weights: the kernel quantized by abs-max per output column (the inputs stay float)."""
+        if mode != "int8":
+            raise NotImplementedError(f"QRNN quantizes to int8 only, not {mode}")
+        values, scale = keras.quantizers.abs_max_quantize(self.kernel, axis=(0, 1), to_numpy=True)
+        bias, shape = ops.convert_to_numpy(self.bias), self.kernel.shape
+        del self.kernel, self.bias
+        self._is_quantized = True
+        self.dtype_policy = f"int8_from_{self.dtype_policy.name}"
+        self._add_weights(shape)
+        self.kernel.assign(values)
+        self.bias.assign(bias)
+        self.kernel_scale.assign(ops.reshape(scale, (-1,)))
+
+    def _int8_call(self, inputs, mask=None, training=None):
+        return self.call(inputs, mask=mask, training=training)
 
     def call(self, inputs, mask=None, training=None):
         gates = self._gates(inputs)
@@ -76,7 +95,10 @@ class QRNN(keras.layers.Layer):
             padded = ops.pad(x, [[0, 0], [self.window - 1, 0], [0, 0]])
             x = ops.concatenate([padded[:, j:j + steps] for j in range(self.window)], axis=-1)
         width = len(self.gates) * self.units
-        kernel = ops.reshape(self.kernel, (-1, width))
+        kernel = self.kernel
+        if self.quantization_mode == "int8":
+            kernel = ops.cast(kernel, self.compute_dtype) / self.kernel_scale
+        kernel = ops.reshape(kernel, (-1, width))
         # A 2-D matmul over all B * T steps: faster on CPU than the same product batched over B.
         pre = ops.matmul(ops.reshape(x, (-1, ops.shape(kernel)[0])), kernel) + self.bias
         pre = ops.reshape(ops.cast(pre, "float32"), (batch, steps, width))  # gates and recurrence in float32

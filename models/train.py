@@ -11,10 +11,13 @@ import csv
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
+import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,9 @@ from tqdm import tqdm
 
 from common.card import Card
 from common.errors import InputError, RunError
-from common.files import atomic_path, write_json_atomic, write_text_atomic
+from common.files import atomic_path, digest, write_json_atomic, write_text_atomic
 from features.store import Store
-from models import zoo
+from models import distill, zoo
 from models.batches import StoreBatches
 from models.inference import store_scores
 
@@ -54,6 +57,9 @@ class TrainOptions:
     clipnorm: float = 1.0  # gradient-norm clipping, as the starter code does
     strategy: str = "default"  # tf.distribute: one device, the local devices ("mirrored"), TF_CONFIG's workers
     precision: str = "float32"  # Keras dtype policy: float32, mixed_bfloat16 (CPUs), mixed_float16 (GPUs)
+    teacher: str | None = None  # distillation: a model folder whose scores mix into the targets (models.distill)
+    teacher_weight: float = distill.TEACHER_WEIGHT  # the teacher's share of the targets
+    transfer: str | None = None  # distillation: a store whose videos join the training, the teacher's scores as targets
 
 
 @dataclass
@@ -94,38 +100,56 @@ def open_stores(name: str, train_dir, validate_dir) -> tuple[Store, Store]:
 
 def resolve_config(name: str, model_config: dict | None, options: TrainOptions, train_dir,
                    validate_dir) -> dict:
-    """The full configuration written to the card: the zoo config with defaults filled in, and training."""
+    """The full configuration written to the card: the zoo config with defaults filled in, training, and the
+    inputs it read by SHA-256 (the stores' manifests, the teacher's model.keras: a rebuilt one is another
+    input)."""
     model = dataclasses.asdict(zoo.make_config(name, model_config))
     training = dataclasses.asdict(options)
     training["frames"] = (options.frames or DEFAULT_FRAMES) if zoo.spec(name).level == "frame" else None
     training["train"] = str(Path(train_dir).resolve())
     training["validate"] = str(Path(validate_dir).resolve())
-    return json.loads(json.dumps({"model": model, "training": training}))
-
-
-def manifest_path(store_dir) -> Path:
-    return Path(store_dir) / "manifest.json"
+    for key in ("teacher", "transfer"):
+        training[key] = str(Path(training[key]).resolve()) if training[key] else None
+    inputs = {key: digest(Path(folder) / "manifest.json") for key, folder in (("train", train_dir),
+                                                                              ("validate", validate_dir))}
+    if options.teacher:  # a retrained teacher or a rebuilt transfer store is another input too
+        inputs["teacher"] = digest(Path(options.teacher) / "model.keras")
+    if options.transfer:
+        inputs["transfer"] = digest(Path(options.transfer) / "manifest.json")
+    return json.loads(json.dumps({"model": model, "training": training, "inputs": inputs}))
 
 
 def fingerprint(config: dict) -> str:
-    """A digest of the configuration and both stores' manifests: what a checkpoint must match to resume."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for key in ("train", "validate"):
-        digest.update(manifest_path(config["training"][key]).read_bytes())
-    return digest.hexdigest()
+    """A digest of the configuration (stores included): what a checkpoint must match to resume."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
 def up_to_date(out: Path, config: dict) -> bool:
-    """A complete model with the same config, newer than both stores (the DESIGN's skip rule)."""
+    """The run folder's card has this configuration (inputs included) and model.keras is the complete file
+    it describes: its recorded size, and every member of the zip archive passes its CRC check."""
     model_file, card_file = out / "model.keras", out / "card.json"
-    if not (model_file.exists() and card_file.exists()):
-        return False
     try:
         card = Card.load(card_file)
-    except InputError:
+        with zipfile.ZipFile(model_file) as archive:
+            intact = archive.testzip() is None
+    except (InputError, OSError, zipfile.BadZipFile):
         return False
-    newest_input = max(manifest_path(config["training"][k]).stat().st_mtime for k in ("train", "validate"))
-    return card.config == config and model_file.stat().st_mtime >= newest_input
+    return card.config == config and model_file.stat().st_size == card.file_bytes and intact
+
+
+def check_options(options: TrainOptions) -> None:
+    """Refuse, before anything is read, options that cannot train (a negative rate trains to GAP 0)."""
+    for flag, value in (("--epochs", options.epochs), ("--batch-size", options.batch_size),
+                        ("--patience", options.patience), ("--frames", options.frames)):
+        if value is not None and value < 1:
+            raise InputError(flag, f"must be at least 1, not {value}")
+    rate = options.learning_rate
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise InputError("--learning-rate", f"must be a positive number, not {rate}")
+    for flag, value, known in (("--strategy", options.strategy, STRATEGIES),
+                               ("--precision", options.precision, PRECISIONS)):
+        if value not in known:
+            raise InputError(flag, f"must be one of {', '.join(known)}, not {value!r}")
 
 
 def compile_model(model: keras.Model, options: TrainOptions) -> None:
@@ -133,9 +157,9 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
 
     Keras averages the loss over the C classes where the starter sums it, so every gradient is C times
     smaller. Adam ignores the loss scale except through its epsilon and the clip norm, and Keras' epsilon
-    (1e-7) then swamps the kernels' gradients (about 1e-9 here): their steps shrink to ~1% of the learning
-    rate. Dividing the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2
-    penalties are divided by C for the same reason: models.heads.l2_penalty)."""
+    (1e-7) then swamps the kernels' gradients (benchmarks/RESULTS.md, development measurements). Dividing
+    the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2 penalties are
+    divided by C for the same reason: models.heads.l2_penalty)."""
     classes = model.output_shape[-1]
     optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
                                       clipnorm=options.clipnorm / classes)
@@ -323,6 +347,7 @@ def read_csv_history(path) -> list[dict]:
 def plot_history(path: Path, history: list[dict], best_epoch: int, title: str) -> None:
     """Training loss and validation metrics per epoch, the best epoch marked (PNG)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -336,6 +361,8 @@ def plot_history(path: Path, history: list[dict], best_epoch: int, title: str) -
     right.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
     right.set(xlabel="epoch", ylabel="validation", title="validation")
     right.legend()
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -364,19 +391,19 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
     options = options or TrainOptions()
     if options.learning_rate is None:
         options = dataclasses.replace(options, learning_rate=zoo.spec(name).learning_rate)
-    if options.epochs < 1 or options.batch_size < 1 or options.patience < 1:
-        raise InputError(out, "epochs, batch size and patience must be at least 1")
-    if options.strategy not in STRATEGIES or options.precision not in PRECISIONS:
-        raise InputError(out, f"strategy must be one of {', '.join(STRATEGIES)} and precision one of "
-                              f"{', '.join(PRECISIONS)}")
+    check_options(options)
     out = Path(out)
     train_store, validate_store = open_stores(name, train_dir, validate_dir)
+    if options.transfer and not options.teacher:
+        raise InputError("--transfer", "needs --teacher: its videos train on the teacher's scores")
+    teacher = distill.open_teacher(options.teacher, train_store, options.teacher_weight, options.transfer,
+                                   zoo.spec(name).level) if options.teacher else None
     config = resolve_config(name, model_config, options, train_dir, validate_dir)
     digest = fingerprint(config)
     workers = make_workers(options.strategy)
     try:
-        return run(name, train_store, validate_store, out, options, config, digest, workers, after_epoch,
-                   sys.stdout.isatty() if verbose == "auto" else verbose == 1)
+        return run(name, train_store, validate_store, out, options, config, digest, workers, teacher,
+                   after_epoch, sys.stdout.isatty() if verbose == "auto" else verbose == 1)
     except LOST_WORKER as err:
         if workers.count == 1:
             raise
@@ -388,7 +415,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
 
 
 def run(name, train_store, validate_store, out: Path, options: TrainOptions, config: dict, digest: str,
-        workers: Workers, after_epoch, progress: bool) -> Card | None:
+        workers: Workers, teacher: distill.Teacher | None, after_epoch, progress: bool) -> Card | None:
     """train() once the inputs are checked: resume or build, train the remaining epochs, write the outputs."""
     folder = out / "checkpoints"
     skip = up_to_date(out, config)
@@ -411,40 +438,49 @@ def run(name, train_store, validate_store, out: Path, options: TrainOptions, con
     replicas = workers.strategy.num_replicas_in_sync
     print(f"training {name} ({model.count_params():,} parameters) on {len(train_store):,} videos, "
           f"validating on {len(validate_store):,}" + (f", {frames} frames per video" if frames else "")
+          + (f"; distilled from {teacher.folder} (targets {teacher.weight:g} teacher)" if teacher else "")
+          + (f", with {len(teacher.transfer):,} transfer videos" if teacher and teacher.transfer else "")
           + (f"; {options.strategy}: {replicas} replicas" if options.strategy != "default" else "")
           + (f"; {options.precision}" if options.precision != "float32" else "")
           + (f"; {workers.name}" if workers.count > 1 else ""), flush=True)
 
-    train_step = make_train_step(model, workers.strategy, options.seed)
-    traced = False  # the first step of a process traces the graph: its time is left out of the steady rate
-    while state.epoch < options.epochs and not state.stopped:
-        epoch = state.epoch
-        model.optimizer.learning_rate = options.learning_rate * options.lr_decay**epoch  # starter's decay
-        batches = StoreBatches(train_store, level, options.batch_size, frames, shuffle=True, seed=options.seed,
-                               epoch=epoch)
-        loss, seconds = train_epoch(train_step, batches, workers.strategy, state, traced, progress,
-                                    f"epoch {epoch + 1}/{options.epochs}")
-        traced = True
-        evaluator.set_weights(model.get_weights())
-        scores = store_scores(evaluator, validate_store, level, frames, max(options.batch_size, 256))
-        row = {"epoch": epoch + 1, "loss": loss, "val_gap": scores.gap, "val_hit_at_one": scores.hit_at_one,
-               "val_perr": scores.perr, "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
-               "seconds": seconds}
-        if record_epoch(state, row, options.patience) and workers.chief:
-            best_weights = model.get_weights()
-        if workers.chief:
-            save_checkpoint(folder, model, state)
-        stop = f"; no better GAP in {state.stale} epochs: stopping early" if state.stopped else ""
-        print(f"epoch {epoch + 1}: loss {loss:.4f}, {len(train_store) / seconds:,.0f} videos/s; validation GAP "
-              f"{scores.gap:.4f}, Hit@1 {scores.hit_at_one:.4f}, PERR {scores.perr:.4f}; best GAP "
-              f"{state.best_gap:.4f} (epoch {state.best_epoch}){stop}", flush=True)
-        if after_epoch:
-            after_epoch(state.epoch)
+    with contextlib.ExitStack() as stack:
+        videos, targets = train_store, None
+        if teacher:  # scored once into a file named for this training, so a resume reuses it (the chief's
+            # is in the run folder; another worker writes nothing there and keeps its copy till the end)
+            scores_dir = folder if workers.chief else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            videos, targets = distill.training_targets(teacher, train_store,
+                                                       scores_dir / f"teacher-{digest[:16]}.npy")
+        train_step = make_train_step(model, workers.strategy, options.seed)
+        traced = False  # the first step of a process traces the graph: its time is left out of the steady rate
+        while state.epoch < options.epochs and not state.stopped:
+            epoch = state.epoch
+            model.optimizer.learning_rate = options.learning_rate * options.lr_decay**epoch  # starter's decay
+            batches = StoreBatches(videos, level, options.batch_size, frames, shuffle=True, seed=options.seed,
+                                   epoch=epoch, targets=targets)
+            loss, seconds = train_epoch(train_step, batches, workers.strategy, state, traced, progress,
+                                        f"epoch {epoch + 1}/{options.epochs}")
+            traced = True
+            evaluator.set_weights(model.get_weights())
+            scores = store_scores(evaluator, validate_store, level, frames, max(options.batch_size, 256))
+            row = {"epoch": epoch + 1, "loss": loss, "val_gap": scores.gap, "val_hit_at_one": scores.hit_at_one,
+                   "val_perr": scores.perr, "seconds": seconds,
+                   "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))}
+            if record_epoch(state, row, options.patience) and workers.chief:
+                best_weights = model.get_weights()
+            if workers.chief:
+                save_checkpoint(folder, model, state)
+            stop = f"; no better GAP in {state.stale} epochs: stopping early" if state.stopped else ""
+            print(f"epoch {epoch + 1}: loss {loss:.4f}, {len(videos) / seconds:,.0f} videos/s; validation GAP "
+                  f"{scores.gap:.4f}, Hit@1 {scores.hit_at_one:.4f}, PERR {scores.perr:.4f}; best GAP "
+                  f"{state.best_gap:.4f} (epoch {state.best_epoch}){stop}", flush=True)
+            if after_epoch:
+                after_epoch(state.epoch)
 
     if not workers.chief:
         print(f"{workers.name}: done; the chief (worker 0) writes the run folder")
         return None
-    return finish(name, out, train_store, config, options, state, best_weights, replicas)
+    return finish(name, out, train_store, config, options, state, best_weights, replicas, teacher)
 
 
 def build_models(name: str, num_classes: int, config: dict, options: TrainOptions,
@@ -487,16 +523,17 @@ def train_epoch(train_step, batches: StoreBatches, strategy: tf.distribute.Strat
 
 
 def finish(name, out: Path, train_store, config: dict, options: TrainOptions, state: CheckpointState,
-           best_weights, replicas: int) -> Card:
+           best_weights, replicas: int, teacher: distill.Teacher | None) -> Card:
     """The chief's outputs: model.keras (best epoch), history.csv, training.png, card.json; no checkpoints."""
     with dtype_policy(options.precision):
         final = save_final_model(out / "model.keras", name, train_store.num_classes, config["model"],
                                  best_weights)
     history = state.history
     best = history[state.best_epoch - 1]
+    per_epoch = len(train_store) + (len(teacher.transfer) if teacher and teacher.transfer else 0)
     train_seconds = sum(row["seconds"] for row in history)
-    videos = len(train_store) * len(history)
-    rate = state.steady_videos / state.steady_seconds if state.steady_seconds > 0 else videos / train_seconds
+    rate = (state.steady_videos / state.steady_seconds if state.steady_seconds > 0  # transfer videos included
+            else per_epoch * len(history) / train_seconds)
     write_history(out / "history.csv", history)
     plot_history(out / "training.png", history, state.best_epoch, f"{out.name} ({name})")
     card = Card(
@@ -506,7 +543,7 @@ def finish(name, out: Path, train_store, config: dict, options: TrainOptions, st
         train_seconds=round(train_seconds, 3), train_videos_per_second=round(rate, 2),
         validation={"gap": best["val_gap"], "hit_at_one": best["val_hit_at_one"], "perr": best["val_perr"]},
         strategy=options.strategy, replicas=replicas, precision=options.precision,
-        config=config, created=Card.now(),
+        config=config, created=Card.now(), teacher=teacher.describe() if teacher else None,
     )
     card.save(out / "card.json")
     shutil.rmtree(out / "checkpoints", ignore_errors=True)

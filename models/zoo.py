@@ -2,8 +2,9 @@
 
 Inputs (the contract the training loop and `submissions predict` rely on):
 - video-level models (`spec.level == "video"`) take one float32 tensor (B, 1152): mean rgb then mean audio;
-- frame-level models take {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,)}: the store's quantized
-  frames, zero-padded after each video's num_frames real frames; any T works (the same model can train on
+- frame-level models take {"frames": uint8 (B, T, 1152), "num_frames": int32 (B,), "video": float32 (B, 1152)}:
+  the store's quantized frames, zero-padded after each video's num_frames real frames, and the video's mean
+  features (models that do not read them ignore them); any T works (the same model can train on
   32 sampled frames and predict on 300). Dequantization and normalization happen inside the model.
 Every model outputs (B, num_classes) probabilities in [0, 1]. Models come back uncompiled; the training
 code compiles them. Their L2 penalties are layer regularizers (in `model.losses`), `l2` as in the starter
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 import keras
 
 from common.errors import InputError
-from data.formats import AUDIO_SIZE, FEATURE_SIZE
+from data.formats import AUDIO_SIZE, FEATURE_SIZE, RGB_SIZE
 from models.heads import HEADS, classifier
-from models.inputs import FrameFeatures, VideoChunks
+from models.inputs import FrameFeatures, VideoChunks, VideoFeatures
+from models.nextvlad import FeatureRange, batch_norm, nextvlad, se_context_gating
+from models.pooling import MODES as READOUTS
 from models.pooling import Reverse, TemporalPooling
 from models.qrnn import POOLINGS, qrnn_stack
 
@@ -53,9 +56,10 @@ class LstmConfig:
 
 @dataclass
 class QrnnConfig:
-    """The light-weight frame-level QRNN: at the defaults 11.0M parameters for 3,862 classes."""
+    """The light-weight frame-level QRNN (under 12M parameters at the defaults for 3,862 classes): the head
+    reads the QRNN's last and largest states and the video's mean features (see docs/models.md)."""
 
-    hidden: int = 1024
+    hidden: int = 512
     layers: int = 1
     window: int = 2
     pooling: str = "fo"  # "f", "fo" or "ifo"
@@ -65,10 +69,10 @@ class QrnnConfig:
     experts: int = 2  # moe head only
     context_gating: bool = False
     l2: float = 1e-8
-    readout: str = "last"  # "last" state, or pooled steps: "mean", "max", "attention" joined by "+"
-    bidirectional: bool = False
-    skip: bool = False  # the head also reads the mean of the frames
-    dropout: float = 0.0  # on the head's input, training only
+    readout: str = "last+max"  # the QRNN's steps read by TemporalPooling modes joined by "+"
+    bidirectional: bool = False  # also a QRNN over the reversed frames (twice the QRNN, a wider head)
+    skip: bool = True  # the head also reads the video's mean features, what the video-level models read
+    dropout: float = 0.0  # on the QRNN's pooled features (not the skip path), training only
 
 
 @dataclass
@@ -78,7 +82,25 @@ class QrnnVideoConfig(QrnnConfig):
     first; see models.inputs.VideoChunks). `chunk` must divide 128 so no step mixes rgb and audio."""
 
     chunk: int = 128
-    zoneout: float = 0.0  # 9 steps: nothing to gain from zoneout (the measured GAP 0.50 was without)
+    hidden: int = 1024
+    zoneout: float = 0.0  # 9 steps: nothing to gain from zoneout
+
+
+@dataclass
+class NextVladConfig:
+    """NeXtVLAD (models.nextvlad) scaled for a CPU: rgb frames pooled into `clusters` clusters of `groups`
+    groups, audio into half as many of each; a hidden layer with SE context gating, then the head. The
+    2018 paper's best single model (79M parameters) had 128 clusters and a 2,048-wide hidden layer."""
+
+    clusters: int = 32
+    groups: int = 8
+    expansion: int = 2
+    hidden: int = 1024
+    gating_reduction: int = 8
+    dropout: float = 0.5  # on the pooled features, training only (the paper's)
+    head: str = "logistic"  # or "moe"
+    experts: int = 2  # moe head only
+    l2: float = 1e-8
 
 
 @dataclass(frozen=True)
@@ -100,7 +122,8 @@ def _video_input():
 def _frame_inputs():
     frames = keras.Input((None, FEATURE_SIZE), dtype="uint8", name="frames")
     num_frames = keras.Input((), dtype="int32", name="num_frames")
-    inputs = {"frames": frames, "num_frames": num_frames}
+    video = keras.Input((FEATURE_SIZE,), dtype="float32", name="video")
+    inputs = {"frames": frames, "num_frames": num_frames, "video": video}
     return inputs, FrameFeatures(name="frame_features")([frames, num_frames])
 
 
@@ -108,20 +131,17 @@ def _head(x, num_classes, cfg):
     return classifier(x, num_classes, cfg.head, cfg.experts, cfg.l2, cfg.context_gating)
 
 
-def _qrnn(x, cfg):
+def _qrnn(x, cfg, video):
+    """The head's input: the QRNN's steps pooled by `cfg.readout` (both directions when bidirectional),
+    then, with `cfg.skip`, the normalized video features `video`."""
     options = dict(window=cfg.window, pooling=cfg.pooling, zoneout=cfg.zoneout)
-    pool = None if cfg.readout == "last" else TemporalPooling(cfg.readout.split("+"))
-    runs = [x, Reverse()(x)] if cfg.bidirectional else [x]
-    feats = []
-    for seq in runs:
-        h = qrnn_stack(seq, cfg.hidden, cfg.layers, cfg.dense, sequences=pool is not None, **options)
-        feats.append(h if pool is None else pool(h))
-    if cfg.skip:
-        feats.append(TemporalPooling(["mean"], name="frame_mean")(x))
-    h = feats[0] if len(feats) == 1 else keras.layers.Concatenate()(feats)
+    pool = TemporalPooling(cfg.readout.split("+"), name="readout")
+    runs = [x, Reverse(name="reversed")(x)] if cfg.bidirectional else [x]
+    parts = [pool(qrnn_stack(seq, cfg.hidden, cfg.layers, cfg.dense, sequences=True, **options)) for seq in runs]
+    h = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="both_directions")(parts)
     if cfg.dropout:
-        h = keras.layers.Dropout(cfg.dropout)(h)
-    return h
+        h = keras.layers.Dropout(cfg.dropout, name="dropout")(h)
+    return keras.layers.Concatenate(name="with_video")([h, video]) if cfg.skip else h
 
 
 def build_logistic(num_classes, cfg: LogisticConfig):
@@ -143,13 +163,30 @@ def build_lstm(num_classes, cfg: LstmConfig):
 
 def build_qrnn(num_classes, cfg: QrnnConfig):
     inputs, x = _frame_inputs()
-    return keras.Model(inputs, _head(_qrnn(x, cfg), num_classes, cfg), name="qrnn")
+    video = VideoFeatures(name="video_features")(inputs["video"])
+    return keras.Model(inputs, _head(_qrnn(x, cfg, video), num_classes, cfg), name="qrnn")
 
 
 def build_qrnn_video(num_classes, cfg: QrnnVideoConfig):
     inputs = keras.Input((FEATURE_SIZE,), dtype="float32", name="video")
-    x = VideoChunks(cfg.chunk, name="chunks")(inputs)
-    return keras.Model(inputs, _head(_qrnn(x, cfg), num_classes, cfg), name="qrnn_video")
+    video = VideoFeatures(name="video_features")(inputs)
+    x = VideoChunks(cfg.chunk, name="chunks")(video)
+    return keras.Model(inputs, _head(_qrnn(x, cfg, video), num_classes, cfg), name="qrnn_video")
+
+
+def build_nextvlad(num_classes, cfg: NextVladConfig):
+    inputs, x = _frame_inputs()
+    rgb = nextvlad(FeatureRange(0, RGB_SIZE, name="rgb")(x), cfg.clusters, cfg.groups, cfg.expansion,
+                   "rgb_nextvlad")
+    audio = nextvlad(FeatureRange(RGB_SIZE, FEATURE_SIZE, name="audio")(x), max(cfg.clusters // 2, 1),
+                     max(cfg.groups // 2, 1), cfg.expansion, "audio_nextvlad")
+    h = keras.layers.Concatenate(name="pooled")([rgb, audio])
+    h = batch_norm("pooled_bn")(h)
+    h = keras.layers.Dropout(cfg.dropout, name="pooled_dropout")(h)
+    h = keras.layers.Dense(cfg.hidden, use_bias=False, name="hidden")(h)
+    h = batch_norm("hidden_bn")(h)
+    h = se_context_gating(h, cfg.gating_reduction)
+    return keras.Model(inputs, classifier(h, num_classes, cfg.head, cfg.experts, cfg.l2), name="nextvlad")
 
 
 MODELS = {
@@ -158,7 +195,8 @@ MODELS = {
     "lstm": ModelSpec("frame", LstmConfig, build_lstm, "frame-level LSTM baseline", 0.003),
     "qrnn": ModelSpec("frame", QrnnConfig, build_qrnn, "frame-level QRNN", 0.003),
     "qrnn-video": ModelSpec("video", QrnnVideoConfig, build_qrnn_video, "QRNN over chunks of video features",
-                            0.01),
+                            0.001),
+    "nextvlad": ModelSpec("frame", NextVladConfig, build_nextvlad, "NeXtVLAD (Lin et al. 2018)", 0.003),
 }
 
 
@@ -185,6 +223,7 @@ def make_config(name: str, overrides: dict | None = None):
 def build(name: str, num_classes: int, config: dict | None = None) -> keras.Model:
     """An uncompiled Keras model `name` for `num_classes` classes; `config` overrides default fields."""
     cfg = config if dataclasses.is_dataclass(config) else make_config(name, config)
+    _check(name, cfg)
     if int(num_classes) < 1:
         raise InputError(f"{name} config", f"num_classes must be at least 1, not {num_classes}")
     return spec(name).builder(int(num_classes), cfg)
@@ -216,7 +255,8 @@ def _convert(name, key, value, default):
 def _check(name, cfg):
     """Refuse values the builders cannot use, naming the field."""
     problems = []
-    for field in ("hidden", "layers", "window", "experts", "chunk"):
+    for field in ("hidden", "layers", "window", "experts", "chunk", "clusters", "groups", "expansion",
+                  "gating_reduction"):
         if getattr(cfg, field, 1) < 1:
             problems.append(f"{field} must be at least 1")
     if getattr(cfg, "pooling", "fo") not in POOLINGS:
@@ -225,9 +265,18 @@ def _check(name, cfg):
         problems.append(f"head must be one of {', '.join(HEADS)}")
     if not 0.0 <= getattr(cfg, "zoneout", 0.0) < 1.0:
         problems.append("zoneout must be in [0, 1)")
+    if not 0.0 <= getattr(cfg, "dropout", 0.0) < 1.0:
+        problems.append("dropout must be in [0, 1)")
+    modes = getattr(cfg, "readout", "last").split("+")
+    if any(mode not in READOUTS for mode in modes) or len(set(modes)) < len(modes):
+        problems.append(f"readout must be distinct modes of {', '.join(READOUTS)} joined by '+'")
     if cfg.l2 < 0:
         problems.append("l2 must not be negative")
     if hasattr(cfg, "chunk") and cfg.chunk >= 1 and AUDIO_SIZE % cfg.chunk:
         problems.append(f"chunk must divide {AUDIO_SIZE} (each step all rgb or all audio)")
+    if hasattr(cfg, "groups") and cfg.groups >= 1 and cfg.expansion >= 1 and (
+            cfg.expansion * RGB_SIZE % cfg.groups or cfg.expansion * AUDIO_SIZE % max(cfg.groups // 2, 1)):
+        problems.append(f"groups must divide expansion x {RGB_SIZE} (rgb) and half of them expansion x "
+                        f"{AUDIO_SIZE} (audio)")
     if problems:
         raise InputError(f"{name} config", "; ".join(problems))

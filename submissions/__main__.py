@@ -16,12 +16,12 @@ def parser() -> argparse.ArgumentParser:
         "predict", help="write a model's top-k labels per video of a store as a submission CSV",
         description="Stream a feature store through a trained model and write the top-k (label, score) pairs "
                     "of every video as a Kaggle CSV (atomically), and the inference rate into card.json. "
-                    "Skipped when the CSV is newer than the model and the store.")
+                    "Skipped when the CSV is already this model's top k of this store (recorded beside it).")
     p.add_argument("--model", required=True, metavar="DIR", help="run folder with model.keras and card.json")
     p.add_argument("--features", required=True, metavar="STORE", help="feature store folder to predict")
     p.add_argument("--out", required=True, metavar="CSV", help="submission file, e.g. workspace/submissions/"
                                                               "<run>_<split>.csv")
-    p.add_argument("--top-k", type=int, default=20, help="pairs per video (default 20, Kaggle's maximum)")
+    p.add_argument("--top-k", type=int, default=20, help="pairs per video, 1..20 (default 20, Kaggle's maximum)")
     p.add_argument("--batch-size", type=int, default=256, help="videos per model call (default 256)")
 
     s = commands.add_parser(

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from common.files import atomic_path
+from evaluation.submission_csv import HEADER
 
-HEADER = "VideoId,LabelConfidencePairs"
 SCORE_FORMAT = "%.6g"  # 6 significant digits: tiny scores keep their order instead of all becoming 0.000000
 
 

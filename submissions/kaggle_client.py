@@ -52,7 +52,7 @@ def credential_source(env=None) -> str | None:
     return next((str(f) for f in files if f.is_file()), None)
 
 
-def describe(err: BaseException, competition: str) -> str:
+def error_line(err: BaseException, competition: str) -> str:
     """One line for an exception from the client: network, refusal by the server, or anything else."""
     import requests
 
@@ -86,7 +86,7 @@ def connect():
         except SystemExit:
             raise KaggleError(f"Kaggle did not accept the credentials from {source}") from None
         except Exception as err:
-            raise KaggleError(describe(err, "")) from None
+            raise KaggleError(error_line(err, "")) from None
     return api
 
 
@@ -95,7 +95,7 @@ def upload(api, csv, message: str, competition: str) -> tuple[int | None, str]:
     try:
         response = api.competition_submit(str(csv), message, competition, quiet=True)
     except Exception as err:
-        raise KaggleError(describe(err, competition)) from None
+        raise KaggleError(error_line(err, competition)) from None
     text = getattr(response, "message", "") or ""
     ref = getattr(response, "ref", None) or None
     failed = getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", "Could not submit to competition")
@@ -109,7 +109,7 @@ def list_submissions(api, competition: str) -> list[KaggleSubmission]:
     try:
         found = api.competition_submissions(competition) or []
     except Exception as err:
-        raise KaggleError(describe(err, competition)) from None
+        raise KaggleError(error_line(err, competition)) from None
     return [to_record(s) for s in found if s is not None]
 
 

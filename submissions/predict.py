@@ -1,9 +1,11 @@
 """Predict a store with a trained model and write its top-k labels per video as a submission CSV.
 
 Scores are streamed batch by batch and cut to the top k at once, so memory stays at one batch of
-(batch, classes) scores whatever the number of videos.
+(batch, classes) scores whatever the number of videos. Beside the CSV, `.<name>.json` records what it was
+made from (model file, store, k) and the CSV's own size and SHA-256: the skip rule compares those.
 """
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,7 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from common.errors import InputError
-from evaluation.metrics import top_k
+from common.files import digest, write_json_atomic
+from evaluation.metrics import K, top_k
 from submissions.csv_writer import write_submission
 
 
@@ -28,21 +31,24 @@ class Prediction:
     skipped: bool = False
 
 
-def newest_mtime(path: Path) -> float:
-    """Modification time of a file, or of the newest file directly inside a folder."""
-    if path.is_dir():
-        return max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=path.stat().st_mtime)
-    return path.stat().st_mtime
+def record_path(csv: Path) -> Path:
+    """Beside the CSV, what it was made from: `.<name>.json` (hidden)."""
+    return csv.with_name(f".{csv.name}.json")
 
 
-def up_to_date(csv: Path, model_dir: Path, store_dir: Path) -> bool:
-    """The CSV exists and is newer than the model file and every file of the store (DESIGN's skip rule).
+def made_from(model_dir: Path, store_dir: Path, k: int) -> dict:
+    """What decides a CSV's content: the model file, the store (its manifest names every shard) and k."""
+    return {"model": digest(model_dir / "model.keras"), "store": digest(store_dir / "manifest.json"), "top_k": k}
 
-    model.keras is compared, not card.json, because predicting rewrites the card.
-    """
-    if not csv.is_file():
+
+def up_to_date(csv: Path, inputs: dict) -> bool:
+    """The CSV's record names these inputs, and the CSV is still the file recorded (size and SHA-256)."""
+    try:
+        record = json.loads(record_path(csv).read_text())
+    except (OSError, ValueError):
         return False
-    return csv.stat().st_mtime >= max(newest_mtime(model_dir / "model.keras"), newest_mtime(store_dir))
+    return (isinstance(record, dict) and csv.is_file() and record.get("inputs") == inputs
+            and record.get("bytes") == csv.stat().st_size and record.get("sha256") == digest(csv))
 
 
 def top_k_batches(model, card, store, k: int, batch_size: int, progress, marks: list) -> Iterator[tuple]:
@@ -73,19 +79,24 @@ def steady_rate(start: float, marks: list) -> float | None:
     return None
 
 
-def predict(model_dir, store_dir, out_csv, *, k: int = 20, batch_size: int = 256) -> Prediction:
+def predict(model_dir, store_dir, out_csv, *, k: int = K, batch_size: int = 256) -> Prediction:
     """Write `out_csv` with the top `k` labels of every video of the store; record the rate in card.json.
 
-    Skipped (and says so) when the CSV is newer than both the model and the store.
+    Skipped (and says so) when the CSV is this model's top k of this store, as its record says.
     """
     model_dir, store_dir, out_csv = Path(model_dir), Path(store_dir), Path(out_csv)
-    if k < 1 or batch_size < 1:
-        raise InputError(out_csv, "--top-k and --batch-size must be at least 1")
+    if not 1 <= k <= K:
+        raise InputError("--top-k", f"must be in 1..{K} (a submission holds at most {K} pairs a video), not {k}")
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, not {batch_size}")
+    if out_csv.is_dir():
+        raise InputError(out_csv, "is a folder: --out names the CSV file to write")
     if not (model_dir / "model.keras").is_file():
         raise InputError(model_dir, "not a trained model folder (model.keras and card.json expected)")
-    if not store_dir.is_dir():
+    if not (store_dir / "manifest.json").is_file():
         raise InputError(store_dir, "no such feature store folder")
-    if up_to_date(out_csv, model_dir, store_dir):
+    inputs = made_from(model_dir, store_dir, k)
+    if up_to_date(out_csv, inputs):
         print(f"{out_csv}: up to date")
         return Prediction(out_csv, 0, 0.0, None, skipped=True)
 
@@ -96,8 +107,11 @@ def predict(model_dir, store_dir, out_csv, *, k: int = 20, batch_size: int = 256
     store = Store(store_dir)
     model, card = load_model_dir(model_dir)
     start, marks = time.perf_counter(), []
+    record_path(out_csv).unlink(missing_ok=True)  # the CSV is about to change: its old record no longer holds
     with tqdm(total=len(store), unit="video", desc=f"predict {model_dir.name}", dynamic_ncols=True) as bar:
         rows = write_submission(out_csv, top_k_batches(model, card, store, k, batch_size, bar, marks))
+    write_json_atomic(record_path(out_csv), {"inputs": inputs, "bytes": out_csv.stat().st_size,
+                                             "sha256": digest(out_csv)})
     seconds = time.perf_counter() - start
     rate = steady_rate(start, marks)
     if rate is not None:

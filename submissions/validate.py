@@ -5,10 +5,10 @@ from pathlib import Path
 
 from common.errors import InputError
 from data.formats import NUM_CLASSES
+from evaluation.metrics import K
 from evaluation.submission_csv import read_submission, read_truth
 
 COMPETITIONS = {"youtube8m": NUM_CLASSES[2017], "youtube8m-2018": NUM_CLASSES[2018]}  # slug -> vocabulary
-MAX_PAIRS = 20
 
 
 @dataclass
@@ -58,7 +58,7 @@ def check_submission(csv, competition: str, truth=None) -> CheckedSubmission:
     if not csv.is_file():
         raise InputError(csv, "no such submission file")
     num_classes = vocabulary_size(competition, truth)
-    submission = read_submission(csv, num_classes, k=MAX_PAIRS)
+    submission = read_submission(csv, num_classes, k=K)
     if len(submission) == 0:
         raise InputError(csv, "the submission has a header but no rows")
     if truth is not None:

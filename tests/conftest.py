@@ -5,8 +5,6 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("YT8M_SHARED", REPO.parent / "shared" / "yt8m"))
 

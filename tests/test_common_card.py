@@ -27,8 +27,10 @@ def test_round_trip_keeps_every_field(tmp_path):
     raw = json.loads((tmp_path / "card.json").read_text())
     assert set(raw) == {"run", "model", "level", "parameters", "file_bytes", "num_classes", "train_videos",
                         "epochs", "best_epoch", "train_seconds", "train_videos_per_second", "validation",
-                        "inference_videos_per_second", "strategy", "replicas", "precision", "config", "created"}
+                        "inference_videos_per_second", "strategy", "replicas", "precision", "config", "created",
+                        "teacher", "ensemble", "export"}
     assert raw["inference_videos_per_second"] is None
+    assert raw["teacher"] is raw["ensemble"] is raw["export"] is None  # only distilled runs, ensembles, exports
     assert list(tmp_path.iterdir()) == [tmp_path / "card.json"]  # no temporary file left behind
 
 

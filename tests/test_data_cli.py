@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from tests.test_data_download import server  # noqa: F401  (the local HTTP serve
 
 
 def _run(*args, env=None):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "data", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -39,7 +40,7 @@ def test_synth_then_check_prints_the_summary(shards):
     result = _run("check", "--shards", shards)
     assert result.returncode == 0, result.stderr
     summary = json.loads((shards / "train.synth.json").read_text())
-    assert "format: frame level, 2018" in result.stdout and "videos: 12" in result.stdout
+    assert "format: frame level 2018 (id key" in result.stdout and "videos: 12" in result.stdout
     assert f"frames: {summary['frames']:,}" in result.stdout
     assert f"labels/video: mean {summary['labels_mean']:.2f}, max {summary['labels_max']}" in result.stdout
     assert "skipped: 0" in result.stdout
@@ -61,6 +62,20 @@ def test_check_of_a_truncated_shard_names_file_and_record(shards, tmp_path):
     skipping = _run("check", "--shards", tmp_path, "--skip-corrupt")
     assert skipping.returncode == 0, skipping.stderr
     assert "videos: 11" in skipping.stdout and "skipped: 1" in skipping.stdout
+
+
+def test_check_skip_corrupt_skips_an_unreadable_shard_like_a_bad_record(shards, tmp_path):
+    shutil.copy(shards / "train0000.tfrecord", tmp_path / "train0001.tfrecord")
+    data = bytearray((shards / "train0000.tfrecord").read_bytes())
+    data[40] ^= 0xFF  # record 0's CRC no longer matches
+    (tmp_path / "train0000.tfrecord").write_bytes(bytes(data))
+    (tmp_path / "train0002.tfrecord").write_bytes(b"")
+    result = _run("check", "--shards", tmp_path)
+    assert _error_line(result).startswith(f"error: {tmp_path / 'train0000.tfrecord'}: record 0: ")
+    skipping = _run("check", "--shards", tmp_path, "--skip-corrupt")
+    assert skipping.returncode == 0, skipping.stderr
+    assert "videos: 12" in skipping.stdout and "skipped: 2" in skipping.stdout
+    assert "train0000.tfrecord: record 0: corrupt" in skipping.stdout and "train0002.tfrecord: empty" in skipping.stdout
 
 
 def test_download_md5_mismatch_exits_2_with_one_line(server, tmp_path):  # noqa: F811

@@ -188,6 +188,20 @@ def test_empty_folder_and_empty_file(tmp_path):
     (tmp_path / "empty.tfrecord").write_bytes(b"")
     with pytest.raises(InputError, match=r"empty.tfrecord: empty shard \(no records\)"):
         detect_format(tmp_path / "empty.tfrecord")
+    with pytest.raises(InputError, match=r"empty.tfrecord: empty shard \(no records\)"):
+        list(read_batches(tmp_path / "empty.tfrecord", VIDEO_2018))
+    report = ReadReport()
+    assert list(read_batches(tmp_path / "empty.tfrecord", VIDEO_2018, skip_corrupt=True, report=report)) == []
+    assert report.skipped == 1 and report.problems == [f"{tmp_path / 'empty.tfrecord'}: empty shard (no records); "
+                                                       "skipped"]
+
+
+def test_reading_from_a_later_record(tmp_path):
+    path = tmp_path / "v.tfrecord"
+    write_shard(path, [_video(i) for i in range(7)], VIDEO_2018)
+    batches = list(read_batches(path, start=3, batch_size=2))
+    assert [b.first_record for b in batches] == [3, 5]
+    assert [v for b in batches for v in b.ids] == [_video(i).id for i in range(3, 7)]
 
 
 def test_unknown_id_key(tmp_path):

@@ -87,7 +87,7 @@ def test_same_arguments_same_bytes_and_other_seed_other_bytes(tmp_path, frame_di
     generate(tmp_path / "again", "frame", "train", 130, seed=3, classes=CLASSES, progress=False)
     assert _digest(tmp_path / "again") == _digest(frame_dir)
     generate(tmp_path / "again", "frame", "train", 130, seed=3, classes=CLASSES, progress=False)
-    assert "skipped" in capsys.readouterr().out  # a complete earlier run is not redone
+    assert "up to date" in capsys.readouterr().out  # a complete earlier run is not redone
     generate(tmp_path / "other", "frame", "train", 130, seed=4, classes=CLASSES, progress=False)
     assert _digest(tmp_path / "other") != _digest(frame_dir)
 
@@ -227,3 +227,12 @@ def test_a_failed_run_leaves_the_earlier_shards_untouched(tmp_path, monkeypatch)
     with pytest.raises(OSError, match="disk full"):
         generate(tmp_path, "video", "train", 25, seed=2, classes=50, progress=False)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary folder either
+
+
+def test_the_staging_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
+    killed = tmp_path / ".train.k1ll3d.tmp"  # what `data synth` leaves when it is killed while writing
+    killed.mkdir()
+    (killed / "train0000.tfrecord").write_bytes(b"half a shard")
+    (tmp_path / ".validate.other.tmp").mkdir()  # another split's run may still be writing: left alone
+    generate(tmp_path, "video", "train", 5, seed=1, classes=50, progress=False)
+    assert not killed.exists() and (tmp_path / ".validate.other.tmp").is_dir()

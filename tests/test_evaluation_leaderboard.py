@@ -89,3 +89,12 @@ def test_bad_score_file_is_a_clear_error(workspace):
     (workspace / "evaluation" / "scores" / "broken_validate.json").write_text("{")
     with pytest.raises(InputError, match="not valid JSON"):
         gather(workspace)
+
+
+def test_a_bar_in_a_run_name_does_not_break_the_markdown_table(tmp_path):
+    folder = tmp_path / "models" / "a|b"
+    folder.mkdir(parents=True)
+    card("a|b", "qrnn", 0.5).save(folder)
+    row = next(line for line in markdown(gather(tmp_path)).splitlines() if line.startswith("| a"))
+    assert row.startswith("| a\\|b | qrnn | validate | 50.000 |")
+    assert row.replace("\\|", "").count("|") == 14  # 13 columns

@@ -32,3 +32,11 @@ def test_runs_as_a_module(tmp_path):
                            str(truth), "--classes", "5"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr == f"error: {sub}: line 3: label 7 is outside the 5-class vocabulary (0..4)\n"
+
+
+def test_classes_zero_is_refused_not_ignored(tmp_path, capsys):
+    sub, truth = tmp_path / "r_validate.csv", tmp_path / "truth.csv"
+    sub.write_text("VideoId,LabelConfidencePairs\na,1 0.9\n")
+    truth.write_text("VideoId,Labels\na,1\n")
+    assert run(main, ["score", "--submission", str(sub), "--truth", str(truth), "--classes", "0"]) == 2
+    assert capsys.readouterr().err == "error: --classes: the vocabulary needs at least 1 class, not 0\n"

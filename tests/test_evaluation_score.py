@@ -13,7 +13,7 @@ from common.errors import InputError
 from evaluation.__main__ import main
 from evaluation.metrics import evaluate, top_k
 from evaluation.score import run_and_split, save_report, score_files
-from features.store import create_store
+from features.writer import create_store
 from tests.test_evaluation_metrics import official_gap, official_hit_and_perr
 
 
@@ -113,6 +113,12 @@ def test_cli_report_json_and_errors(tmp_path, capsys, monkeypatch):
 
     assert run(main, ["score", "--submission", str(sub), "--truth", str(truth_csv)]) == 0
     assert "GAP@20" in capsys.readouterr().out
+    assert run(main, ["score", "--submission", str(sub), "--truth", str(truth_csv), "--workdir", str(ws)]) == 0
+    assert capsys.readouterr().out.endswith(f"GAP@20      0.500000\nHit@1       0.500000\nPERR        0.500000\n"
+                                            f"{saved}: up to date\n")  # the same inputs: the saved report
+    truth_csv.write_text("VideoId,Labels\na,1\nb,1\n")
+    assert run(main, ["score", "--submission", str(sub), "--truth", str(truth_csv), "--workdir", str(ws)]) == 0
+    assert f"saved       {saved}" in capsys.readouterr().out and json.loads(saved.read_text())["perr"] == 0.5
 
     sub.write_text("VideoId,LabelConfidencePairs\na,1 0.9 2 inf\n")  # a failed run keeps the old scores
     assert run(main, ["score", "--submission", str(sub), "--truth", str(truth_csv), "--workdir", str(ws)]) == 2

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from common.errors import InputError
 from evaluation.submission_csv import HEADER, _body, _read_slow, read_submission, read_truth
-from features.store import create_store
+from features.writer import create_store
 
 
 def write(tmp_path, lines, name="run_validate.csv", header=HEADER, newline="\n"):
@@ -48,9 +48,12 @@ def test_empty_submission(tmp_path):
         (["a,1 1e400"], 2, "score '1e400' of label 1 is not a finite number"),
         (["a,1 high"], 2, "score 'high' of label 1 is not a number"),
         (["a,1 0.5", "b,5 0.5"], 3, "label 5 is outside the 5-class vocabulary"),
-        (["a,-1 0.5"], 2, "label -1 is outside"),
-        (["a,1.5 0.5"], 2, "label '1.5' is not a whole number"),
-        (["a,one 0.5"], 2, "label 'one' is not a whole number"),
+        (["a,-1 0.5"], 2, "label '-1' is not a class id written in digits"),
+        (["a,1.5 0.5"], 2, "label '1.5' is not a class id written in digits"),
+        (["a,one 0.5"], 2, "label 'one' is not a class id written in digits"),
+        (["a,1 0.5 2 0.4", "b,4.0 0.5"], 3, "label '4.0' is not a class id written in digits (such as 405)"),
+        (["a,1 0.5", "b,+2 0.5 3 0.1"], 3, "label '+2' is not a class id"),
+        (["a,1 0.5", "b,3 0.5 2e0 0.1"], 3, "label '2e0' is not a class id"),
         (["a,1 0.5 1 0.4"], 2, "label 1 appears twice"),
         (["a,1 0.5", "b,2 0.5", "a,3 0.5"], 4, "video id 'a' already on line 2"),
         (["a,1 0.5", "", "b,2 0.5"], 3, "empty line"),
@@ -69,6 +72,16 @@ def test_errors_name_the_line_and_the_problem(tmp_path, lines, line, problem):
 def test_a_folder_is_not_a_submission(tmp_path):
     with pytest.raises(InputError, match="cannot read it as a CSV file"):
         read_submission(tmp_path, num_classes=5)
+
+
+def test_an_over_long_line_is_refused_before_parsing(tmp_path):
+    submission = write(tmp_path, ["a,1 0.5", "b," + "1 0.5 " * 2_000_000, "c,2 0.5"])
+    with pytest.raises(InputError, match=r"line 3: 12,000,002 bytes on one line, far more than any valid line"):
+        read_submission(submission, num_classes=5)
+    truth = tmp_path / "truth.csv"
+    truth.write_text("VideoId,Labels\n" + "a," + "1 " * 600_000 + "\n")
+    with pytest.raises(InputError, match=r"line 2: 1,200,001 bytes on one line"):
+        read_truth(truth)
 
 
 def test_bad_header(tmp_path):
@@ -114,6 +127,9 @@ def test_truth_csv(tmp_path):
         read_truth(path)
     path.write_text("VideoId,Labels\nv1,3 x\n")
     with pytest.raises(InputError, match="line 2: labels must be whole numbers"):
+        read_truth(path)
+    path.write_text("VideoId,Labels\nv1,3 405.0\n")
+    with pytest.raises(InputError, match="line 2: labels must be whole numbers, got '3 405.0'"):
         read_truth(path)
     path.write_text("VideoId,Labels\nv1,3 4\n")
     with pytest.raises(InputError, match="line 2: label 4 is outside the 4-class vocabulary"):

@@ -1,6 +1,6 @@
-"""Shards -> store: equal to the shards, identical for any worker count, resumable after kill -9."""
+"""Shards -> store: equal to the shards, identical for any worker count, resumable after kill -9, bad shards
+named or skipped, nothing left behind."""
 
-import os
 import random
 import shutil
 import signal
@@ -16,8 +16,9 @@ from common.errors import InputError
 from data.formats import AUDIO_SIZE, MAX_FRAMES, RGB_SIZE, ShardFormat, Video
 from data.quantization import frame_means
 from data.reader import read_shard
+from data.stream import scan_shard
 from data.writer import write_shard
-from features.convert import _read_parts, convert, scan_shard
+from features.convert import convert
 from features.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ def test_frame_shards_convert_to_their_bytes(frame_shards, frame_store):
     assert store.num_frames[0] == MAX_FRAMES and store.num_frames[1] == 0  # 307 frames cut to 300
     sources = store.manifest.sources
     assert [s.name for s in sources] == sorted(videos) and [s.videos for s in sources] == [6] * 5
-    assert sources[0].same_file(scan_shard(folder / sorted(videos)[0]))
+    assert sources[0].fingerprint == scan_shard(folder / sorted(videos)[0]).fingerprint != ""
 
 
 def test_any_worker_count_and_listing_order_give_the_same_bytes(frame_shards, frame_store, tmp_path):
@@ -145,7 +146,16 @@ def test_any_worker_count_and_listing_order_give_the_same_bytes(frame_shards, fr
     assert not (tmp_path / "two.parts").exists()
 
 
-def test_killed_conversion_resumes_to_the_same_store(frame_shards, frame_store, tmp_path):
+def finished_shards(parts: Path) -> int:
+    """Shards the journal of a growing store vouches for (its complete lines after the first)."""
+    try:
+        lines = (parts / "journal.jsonl").read_text().split("\n")[:-1]  # a cut last line does not count
+    except FileNotFoundError:
+        return 0
+    return max(len(lines) - 1, 0)
+
+
+def test_killed_conversion_resumes_to_the_same_store(frame_shards, tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()
     one = frame_shards[0] / "train0000.tfrecord"
@@ -156,28 +166,27 @@ def test_killed_conversion_resumes_to_the_same_store(frame_shards, frame_store, 
     out = tmp_path / "store"
     command = [sys.executable, "-m", "features", "convert", "--shards", str(shards), "--out", str(out),
                "--workers", "1"]
-    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = tmp_path / "store.parts"
     deadline = time.time() + 120
-    while not list(parts.glob("*.part")) and child.poll() is None and time.time() < deadline:
+    while finished_shards(parts) < 2 and child.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert not out.exists(), "the conversion finished before it could be killed"
-    done = sum(len(_read_parts(p)) for p in parts.glob("*.part"))  # shards saved, several to a file
-    assert 1 <= done < 13
+    done = finished_shards(parts)
+    assert 2 <= done < 13
 
     lines = []
     convert(shards, out, workers=1, log=log_to(lines))
-    assert f"({13 - done} converted, {done} reused)" in lines[-1]
+    assert f"({13 - done} converted, {done} kept from an interrupted run)" in lines[-1]
     assert not parts.exists() and not list(tmp_path.glob(".store*"))
     reference = tmp_path / "reference"
     convert(shards, reference, workers=1, log=log_to([]))
     assert store_bytes(out) == store_bytes(reference)
 
 
-def test_changed_and_added_shards_reuse_the_rest(tmp_path):
+def test_changed_added_and_removed_shards_rebuild_the_store(tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()
     for seed in range(3):
@@ -191,12 +200,12 @@ def test_changed_and_added_shards_reuse_the_rest(tmp_path):
     assert scan_shard(shards / "v1.tfrecord").bytes == Store(out).manifest.sources[1].bytes
     lines = []
     convert(shards, out, workers=1, log=log_to(lines))
-    assert "(2 converted, 2 reused)" in lines[-1]
+    assert "(4 converted, 0 kept from an interrupted run)" in lines[-1]
     convert(shards, tmp_path / "fresh", workers=1, log=log_to([]))
     assert store_bytes(out) == store_bytes(tmp_path / "fresh")
     (shards / "v0.tfrecord").unlink()
     convert(shards, out, workers=1, log=log_to(lines))
-    assert "(0 converted, 3 reused)" in lines[-1] and len(Store(out)) == 14
+    assert "(3 converted, 0 kept" in lines[-1] and len(Store(out)) == 14
 
 
 def test_mixed_levels_and_versions_are_refused(frame_shards, yt8m_2018_dir, yt8m_2017_dir, tmp_path):
@@ -230,7 +239,7 @@ def test_bad_record_is_named_or_skipped(tmp_path):
     assert store.id_strings()[:5] == [v.id for i, v in enumerate(videos) if i != 3]
 
 
-def test_truncated_shard_is_named_with_its_record(tmp_path):
+def test_truncated_shard_is_named_with_its_record_and_leaves_nothing_behind(tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()
     write_shard(shards / "cut.tfrecord", random_videos(0, 4, "frame", max_len=20), FRAME_2018)
@@ -238,7 +247,58 @@ def test_truncated_shard_is_named_with_its_record(tmp_path):
     (shards / "cut.tfrecord").write_bytes(data[:-500])
     with pytest.raises(InputError, match=r"cut.tfrecord: record 3: corrupt or truncated"):
         convert(shards, tmp_path / "store", workers=1, log=log_to([]))
-    assert not (tmp_path / "store").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]  # no store, no store.parts
+
+
+def test_a_failure_after_finished_shards_keeps_them_and_says_so(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_shard(shards / "a.tfrecord", random_videos(0, 4, "video"), VIDEO_2018)
+    videos = random_videos(1, 4, "video")
+    videos[2].labels = np.array([9000])
+    write_shard(shards / "b.tfrecord", videos, VIDEO_2018)
+    lines = []
+    with pytest.raises(InputError, match=r"b.tfrecord: record 2: label 9000"):
+        convert(shards, tmp_path / "store", workers=1, log=log_to(lines))
+    assert lines == [f"{tmp_path / 'store.parts'}: the 1 shards finished are kept; re-running the same command "
+                     "goes on from there"]
+    convert(shards, tmp_path / "store", workers=1, skip_corrupt=True, log=log_to(lines))
+    assert "(1 converted, 1 kept from an interrupted run)" in lines[-1]
+    assert lines[-1].endswith("; 1 bad records or shards skipped")
+    assert not (tmp_path / "store.parts").exists() and len(Store(tmp_path / "store")) == 7
+
+
+def bad_crc_at_record_0(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0xFF  # inside the first record's data: its CRC no longer matches
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("spoil, problem", [
+    (bad_crc_at_record_0, "record 0: corrupt or truncated TFRecord"),
+    (lambda path: path.write_bytes(b""), "empty shard"),
+    (lambda path: path.write_bytes(b"not a TFRecord file at all, just some text"), "record 0: corrupt or truncated"),
+])
+def test_skip_corrupt_skips_an_unreadable_shard_like_a_bad_record(tmp_path, spoil, problem):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):
+        write_shard(shards / f"{name}.tfrecord", random_videos(seed, 3, "frame", max_len=10), FRAME_2018)
+    spoil(shards / "a.tfrecord")
+    with pytest.raises(InputError, match="a.tfrecord: "):
+        convert(shards, tmp_path / "store", workers=2, log=log_to([]))
+    lines = []
+    convert(shards, tmp_path / "store", workers=2, skip_corrupt=True, log=log_to(lines))
+    store = Store(tmp_path / "store")
+    assert store.id_strings() == [v.id for seed in (1, 2) for v in random_videos(seed, 3)]
+    assert [(s.name, s.videos, s.skipped) for s in store.manifest.sources] == [
+        ("a.tfrecord", 0, 1), ("b.tfrecord", 3, 0), ("c.tfrecord", 3, 0)]
+    assert lines[-1].endswith("; 1 bad records or shards skipped")
+    again = []
+    convert(shards, tmp_path / "store", workers=2, skip_corrupt=True, log=log_to(again))
+    assert again == [f"{tmp_path / 'store'}: up to date (6 videos from 3 shards)"]
+    with pytest.raises(InputError, match="a.tfrecord: "):  # without --skip-corrupt it is not up to date
+        convert(shards, tmp_path / "store", workers=2, log=log_to([]))
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
@@ -266,6 +326,10 @@ def test_store_caught_mid_rename_is_restored_and_other_folders_are_kept(tmp_path
     with pytest.raises(InputError, match="notes: exists and is not a feature store"):
         convert(shards, notes, workers=1, log=log_to([]))
     assert (notes / "keep.txt").read_text() == "mine"
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(InputError, match="a-file: exists and is not a feature store"):
+        convert(shards, tmp_path / "a-file", workers=1, log=log_to([]))
+    assert (tmp_path / "a-file").read_text() == "mine"
 
 
 def test_bad_shard_between_good_ones_is_read_record_by_record(tmp_path):
@@ -286,7 +350,7 @@ def test_bad_shard_between_good_ones_is_read_record_by_record(tmp_path):
 
 
 def test_run_stopped_before_publishing_resumes_after_a_shard_is_removed(tmp_path, monkeypatch):
-    from features import convert as module
+    from features.writer import StoreWriter
 
     shards = tmp_path / "shards"
     shards.mkdir()
@@ -294,18 +358,17 @@ def test_run_stopped_before_publishing_resumes_after_a_shard_is_removed(tmp_path
         write_shard(shards / f"{name}.tfrecord", random_videos(seed, 4, "frame", max_len=20), FRAME_2018)
     out = tmp_path / "store"
 
-    def stop(self, out):
+    def stop(self):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(module.StoreStream, "publish", stop)
+        patch.setattr(StoreWriter, "publish", stop)
         with pytest.raises(KeyboardInterrupt):
             convert(shards, out, workers=1, log=log_to([]))
-    assert sorted(p.name for p in (tmp_path / "store.parts").iterdir()) == [
-        "a.tfrecord.part", "frames.grow", "video.grow"]  # the three small shards share one .part
+    assert finished_shards(tmp_path / "store.parts") == 3
     (shards / "b.tfrecord").unlink()  # c's rows now follow a's: c must be converted again
     lines = []
     convert(shards, out, workers=1, log=log_to(lines))
-    assert "(1 converted, 1 reused)" in lines[-1]
+    assert "(1 converted, 1 kept from an interrupted run)" in lines[-1]
     convert(shards, tmp_path / "fresh", workers=1, log=log_to([]))
     assert store_bytes(out) == store_bytes(tmp_path / "fresh")

@@ -7,7 +7,7 @@ from common.errors import InputError
 from data.formats import FEATURE_SIZE
 from features.__main__ import main
 from features.info import describe_store, read_vocabulary
-from features.store import create_store
+from features.writer import create_store
 
 
 @pytest.fixture

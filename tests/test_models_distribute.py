@@ -99,6 +99,23 @@ def test_two_workers_train_as_well_as_one_process_and_only_the_chief_writes(stor
     assert two.validation["gap"] == pytest.approx(one.validation["gap"], abs=0.05)
 
 
+def test_two_workers_distill_and_the_non_chief_keeps_its_teacher_scores_out_of_the_run_folder(stores, tmp_path):
+    train_dir, validate_dir = stores
+    train("logistic", train_dir, validate_dir, tmp_path / "teacher", TrainOptions(epochs=1, batch_size=16),
+          verbose=0)
+    args = [*OPTIONS, "--epochs", "2", "--train", str(train_dir), "--validate", str(validate_dir), "--out", "run",
+            "--teacher", str(tmp_path / "teacher")]  # (argparse: the later --epochs wins)
+    chief_dir, other_dir = tmp_path / "chief", tmp_path / "other"
+    chief_dir.mkdir(), other_dir.mkdir()
+    results = wait_all(start_workers(args, [chief_dir, other_dir]))
+    for status, _, err in results:
+        assert status == 0, err
+    assert list(other_dir.iterdir()) == []  # the teacher's scores of worker 1 went to a temporary folder
+    assert {p.name for p in (chief_dir / "run").iterdir()} == RUN_OUTPUTS
+    card = Card.load(chief_dir / "run")
+    assert card.teacher["folder"] == str((tmp_path / "teacher").resolve()) and card.replicas == 2
+
+
 def test_a_killed_worker_fails_the_job_cleanly_and_a_rerun_resumes(stores, tmp_path):
     train_dir, validate_dir = stores
     out = tmp_path / "run"
@@ -167,7 +184,8 @@ def test_mixed_precision_trains_with_a_float32_recurrence_and_output(precision, 
     qrnn = next(layer for layer in model.layers if isinstance(layer, QRNN))
     assert qrnn.compute_dtype == precision.removeprefix("mixed_") and qrnn.variable_dtype == "float32"
     frames = np.random.default_rng(0).integers(0, 255, (3, 5, 1152), dtype=np.uint8)
-    x = {"frames": frames, "num_frames": np.array([5, 3, 1], np.int32)}
+    x = {"frames": frames, "num_frames": np.array([5, 3, 1], np.int32),
+         "video": np.random.default_rng(1).normal(size=(3, 1152)).astype(np.float32)}
     assert keras.ops.convert_to_numpy(qrnn(model.get_layer("frame_features")([frames, x["num_frames"]]))).dtype \
         == np.float32  # the gates' pre-activations go to float32: the recurrence runs in float32
     assert model.predict_on_batch(x).dtype == np.float32

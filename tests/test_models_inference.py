@@ -51,7 +51,7 @@ def test_frame_model_streams_the_store_in_order_with_evenly_spaced_frames(worksp
     assert ((scores >= 0) & (scores <= 1)).all()
 
     frames, lengths = store.frames(np.arange(23), sample="even", num_samples=FRAMES)
-    want = model.predict({"frames": frames, "num_frames": lengths}, verbose=0)
+    want = model.predict({"frames": frames, "num_frames": lengths, "video": store.video(np.arange(23))}, verbose=0)
     np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
     _, other_batches, _ = collect(model, card, store, batch_size=4)  # batching does not change scores
     np.testing.assert_allclose(other_batches, scores, rtol=1e-5, atol=1e-6)

@@ -128,14 +128,10 @@ def test_gradients_reach_every_weight_and_early_steps():
     assert all(np.abs(g.numpy()).max() > 0 for g in grads[1:])
 
 
-def test_any_sequence_length_and_bad_options():
+def test_any_sequence_length():
     layer = _layer()
     unknown_length = tf.function(layer, input_signature=[tf.TensorSpec((None, None, D), tf.float32)])
     for steps in (1, 7, 40):
         x = np.random.default_rng(steps).normal(size=(2, steps, D)).astype("float32")
         np.testing.assert_allclose(unknown_length(x).numpy(), reference(x, *layer.get_weights(), "fo")[1],
                                    atol=1e-5)
-    with pytest.raises(ValueError, match="pooling"):
-        QRNN(U, pooling="fi")
-    with pytest.raises(ValueError, match="zoneout"):
-        QRNN(U, zoneout=1.0)

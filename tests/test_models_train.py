@@ -15,16 +15,18 @@ from common.card import Card
 from common.errors import InputError
 from data.formats import FEATURE_SIZE
 from evaluation.metrics import Accumulator
-from features.store import Store, create_store
+from features.store import Store
+from features.writer import create_store
 from models import zoo
 from models.__main__ import main as models_main
 from models.inference import iter_scores, load_model_dir
-from models.train import HISTORY_COLUMNS, TrainOptions, train
+from models.train import HISTORY_COLUMNS, TrainOptions, plot_history, train
 from tests.conftest import REPO
 
 CLASSES = 6
+# small enough that every model trains in seconds
 TINY = {"logistic": {}, "moe": {}, "lstm": {"hidden": 8}, "qrnn": {"hidden": 8},
-        "qrnn-video": {"hidden": 8, "chunk": 64}}  # small enough that every model trains in seconds
+        "qrnn-video": {"hidden": 8, "chunk": 64}, "nextvlad": {"clusters": 4, "groups": 4, "hidden": 8}}
 QUICK = TrainOptions(epochs=2, batch_size=16, frames=6, patience=2)
 
 
@@ -170,9 +172,29 @@ def test_rerun_is_up_to_date_and_new_inputs_retrain(stores, tmp_path, capsys):
     card = train("logistic", train_dir, validate_dir, out, QUICK, {"l2": 1e-4}, verbose=0)  # new config
     assert card.config["model"]["l2"] == 1e-4 and (out / "model.keras").stat().st_mtime_ns != stamp
     stamp = (out / "model.keras").stat().st_mtime_ns
-    os.utime(validate_dir / "manifest.json")  # the validation store was rebuilt after the model
+    os.utime(validate_dir / "manifest.json")  # a newer file with the same content changes nothing
     train("logistic", train_dir, validate_dir, out, QUICK, {"l2": 1e-4}, verbose=0)
+    assert "up to date" in capsys.readouterr().out and (out / "model.keras").stat().st_mtime_ns == stamp
+    rebuilt = make_store(tmp_path / "validate", 24, seed=9).path  # other videos: another input
+    train("logistic", train_dir, rebuilt, out, QUICK, {"l2": 1e-4}, verbose=0)
     assert "up to date" not in capsys.readouterr().out and (out / "model.keras").stat().st_mtime_ns != stamp
+
+
+def test_a_truncated_model_file_is_not_up_to_date(stores, tmp_path, capsys):
+    train_dir, validate_dir = stores
+    out = tmp_path / "run"
+    train("logistic", train_dir, validate_dir, out, QUICK, verbose=0)
+    data = (out / "model.keras").read_bytes()
+    (out / "model.keras").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    train("logistic", train_dir, validate_dir, out, QUICK, verbose=0)
+    assert "up to date" not in capsys.readouterr().out
+    assert (out / "model.keras").read_bytes()[:4] == b"PK\x03\x04" and load_model_dir(out)[1].model == "logistic"
+    flipped = bytearray((out / "model.keras").read_bytes())
+    flipped[len(flipped) // 3] ^= 0xFF  # same size, one byte changed: its CRC check fails
+    (out / "model.keras").write_bytes(bytes(flipped))
+    train("logistic", train_dir, validate_dir, out, QUICK, verbose=0)
+    assert "up to date" not in capsys.readouterr().out
 
 
 def test_same_seed_same_weights(stores, tmp_path):
@@ -197,8 +219,7 @@ def test_video_level_models_train_on_a_frame_store_but_not_the_reverse(stores, t
 
 
 def run_cli(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, "-m", "models", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "models", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -230,6 +251,20 @@ def test_cli_refuses_bad_inputs_before_training(case, stores, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("flag, value, problem", [
+    ("--learning-rate", "-1", "must be a positive number, not -1.0"),
+    ("--learning-rate", "nan", "must be a positive number, not nan"),
+    ("--frames", "0", "must be at least 1, not 0"),
+    ("--epochs", "0", "must be at least 1, not 0"),
+])
+def test_cli_refuses_options_that_cannot_train(flag, value, problem, stores, tmp_path, capsys):
+    train_dir, validate_dir = stores
+    capsys.readouterr()
+    assert cli.run(models_main, cli_args("qrnn", train_dir, validate_dir, tmp_path / "run", flag, value)) == 2
+    assert capsys.readouterr().err == f"error: {flag}: {problem}\n"
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_in_a_process_trains_says_up_to_date_and_refuses(stores, tmp_path):
     train_dir, validate_dir = stores
     args = cli_args("moe", train_dir, validate_dir, tmp_path / "run", "--config", "experts=1")
@@ -241,7 +276,18 @@ def test_cli_in_a_process_trains_says_up_to_date_and_refuses(stores, tmp_path):
 
     refused = run_cli(*cli_args("lstm", train_dir, tmp_path / "run", tmp_path / "lstm"))
     assert refused.returncode == 2
-    # (TensorFlow's own start-up lines about CUDA may come first: they are not ours to silence.)
-    last_line = refused.stderr.strip().splitlines()[-1]
-    assert last_line == f"error: {tmp_path / 'run'}: not a feature store (no manifest.json)"
+    assert refused.stderr == f"error: {tmp_path / 'run'}: not a feature store (no manifest.json)\n"
     assert not (tmp_path / "lstm").exists()
+
+
+def test_the_training_plot_has_whole_epoch_ticks(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at its axes
+    history = [{"epoch": e, "loss": 1.0 / e, "val_gap": 0.1 * e, "val_hit_at_one": 0.2, "val_perr": 0.1}
+               for e in (1, 2, 3)]
+    plot_history(tmp_path / "training.png", history, 3, "run")
+    for axis in figures[0].axes:
+        ticks = [t for t in axis.get_xticks() if 1 <= t <= 3]
+        assert ticks == [1.0, 2.0, 3.0], ticks

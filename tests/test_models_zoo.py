@@ -9,15 +9,17 @@ from common.errors import InputError
 from data.formats import FEATURE_SIZE
 from data.quantization import dequantize
 from models import zoo
-from models.inputs import FrameFeatures, VideoChunks
+from models.inputs import FrameFeatures, VideoChunks, VideoFeatures
 
 CLASSES = 12
 SMALL = {  # small configurations so the tests stay fast; the defaults are checked by parameter count
     "logistic": {},
     "moe": {"experts": 3},
     "lstm": {"hidden": 8, "layers": 2, "head": "moe", "context_gating": True},
-    "qrnn": {"hidden": 8, "layers": 2, "dense": True, "head": "moe", "context_gating": True, "zoneout": 0.2},
+    "qrnn": {"hidden": 8, "layers": 2, "dense": True, "head": "moe", "context_gating": True, "zoneout": 0.2,
+             "bidirectional": True, "readout": "last+mean+max+attention", "dropout": 0.1},
     "qrnn-video": {"hidden": 8, "chunk": 64, "pooling": "ifo"},
+    "nextvlad": {"clusters": 4, "groups": 4, "hidden": 16, "gating_reduction": 4, "head": "moe"},
 }
 
 
@@ -29,7 +31,8 @@ def _batch(level, rng, batch=4, steps=7):
     num_frames[0] = steps
     for b, n in enumerate(num_frames):
         frames[b, n:] = 0  # padded as Store.frames pads
-    return {"frames": frames, "num_frames": num_frames}
+    video = rng.normal(size=(batch, FEATURE_SIZE)).astype("float32")  # the store's mean of all frames
+    return {"frames": frames, "num_frames": num_frames, "video": video}
 
 
 @pytest.mark.parametrize("name", list(zoo.MODELS))
@@ -39,8 +42,9 @@ def test_model_builds_predicts_and_reloads(name, tmp_path):
     if spec.level == "video":
         assert tuple(model.input.shape) == (None, FEATURE_SIZE) and model.input.dtype == "float32"
     else:
-        assert set(model.input) == {"frames", "num_frames"}
+        assert set(model.input) == {"frames", "num_frames", "video"}
         assert tuple(model.input["frames"].shape) == (None, None, FEATURE_SIZE)
+        assert tuple(model.input["video"].shape) == (None, FEATURE_SIZE) and model.input["video"].dtype == "float32"
         assert model.input["frames"].dtype == "uint8" and model.input["num_frames"].dtype == "int32"
         assert tuple(model.input["num_frames"].shape) == (None,)
     assert tuple(model.output.shape) == (None, CLASSES)
@@ -54,14 +58,14 @@ def test_model_builds_predicts_and_reloads(name, tmp_path):
     assert loaded.count_params() == model.count_params()
 
 
-@pytest.mark.parametrize("name", ["qrnn", "lstm"])
+@pytest.mark.parametrize("name", ["qrnn", "lstm", "nextvlad"])
 def test_frame_models_ignore_padding(name):
     model = zoo.build(name, CLASSES, SMALL[name])
     x = _batch("frame", np.random.default_rng(1), batch=3, steps=5)
-    padded = {"frames": np.concatenate([x["frames"], np.zeros((3, 20, FEATURE_SIZE), np.uint8)], axis=1),
-              "num_frames": x["num_frames"]}
+    padded = {**x, "frames": np.concatenate([x["frames"], np.zeros((3, 20, FEATURE_SIZE), np.uint8)], axis=1)}
     np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(x, verbose=0), atol=1e-5)
-    alone = {"frames": x["frames"][1:2, : x["num_frames"][1]], "num_frames": x["num_frames"][1:2]}
+    alone = {"frames": x["frames"][1:2, : x["num_frames"][1]], "num_frames": x["num_frames"][1:2],
+             "video": x["video"][1:2]}
     np.testing.assert_allclose(model.predict(alone, verbose=0)[0], model.predict(x, verbose=0)[1], atol=1e-5)
 
 
@@ -77,10 +81,11 @@ def test_frame_features_dequantize_and_normalize_each_frame():
     assert mask.tolist() == [[True, True, True], [True, False, False]]
 
 
-def test_video_chunks_read_audio_first_and_the_first_rgb_components_last():
+def test_video_features_are_normalized_and_chunks_read_audio_first_and_the_first_rgb_components_last():
     video = np.random.default_rng(5).normal(size=(2, FEATURE_SIZE)).astype("float32")
-    chunks = keras.ops.convert_to_numpy(VideoChunks(128)(video))
     unit = video / np.linalg.norm(video, axis=1, keepdims=True) * np.sqrt(FEATURE_SIZE)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(VideoFeatures()(video)), unit, rtol=1e-5)
+    chunks = keras.ops.convert_to_numpy(VideoChunks(128)(unit))
     assert chunks.shape == (2, 9, 128)
     np.testing.assert_allclose(chunks[:, 0], unit[:, 1024:], rtol=1e-5)  # audio
     np.testing.assert_allclose(chunks[:, -1], unit[:, :128], rtol=1e-5)  # rgb components 0..127
@@ -92,10 +97,22 @@ def test_parameter_counts_match_hand_computation():
     assert zoo.build("logistic", c).count_params() == d * c + c
     # MoE, M = 2: gates d x c(M+1) without bias, experts d x cM with bias
     assert zoo.build("moe", c).count_params() == d * c * 3 + d * c * 2 + c * 2 == 22_252_844
+    # window 2, z f o gates; a logistic head on the last and largest states (2h) and the video features (d)
     qrnn, h = zoo.build("qrnn", c), zoo.QrnnConfig().hidden
-    assert qrnn.count_params() == 2 * d * 3 * h + 3 * h + h * c + c  # window 2, z f o gates; logistic head
+    assert qrnn.count_params() == 2 * d * 3 * h + 3 * h + (2 * h + d) * c + c
     assert qrnn.count_params() <= 12_000_000
-    assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + h * c + c
+    h = zoo.QrnnVideoConfig().hidden
+    assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + (2 * h + d) * c + c
+    v, h = zoo.NextVladConfig(), zoo.NextVladConfig().hidden
+    rgb_audio = ((1024, v.groups, v.clusters), (128, v.groups // 2, v.clusters // 2))  # (features, G, K)
+    pooled = sum(k * v.expansion * n // g for n, g, k in rgb_audio)  # K clusters x (expanded / G) features
+    nextvlad = sum(n * v.expansion * n + v.expansion * n  # expansion
+                   + v.expansion * n * g + g  # group attention
+                   + v.expansion * n * g * k + 4 * g * k  # cluster assignment (no bias) and its batch norm
+                   + k * v.expansion * n // g for n, g, k in rgb_audio)  # cluster centres
+    gating = h * (h // 8) + 4 * (h // 8) + (h // 8) * h + h  # squeeze (no bias), batch norm, excite
+    assert zoo.build("nextvlad", c).count_params() == 16_401_186 == (
+        nextvlad + 4 * pooled + pooled * h + 4 * h + gating + h * c + c)  # BN, hidden (no bias), BN, head
 
 
 def test_config_overrides_and_refusals():
@@ -107,14 +124,22 @@ def test_config_overrides_and_refusals():
         ("qrnn", {"hidden": "big"}, "hidden must be of type int"),
         ("qrnn", {"pooling": "if"}, "pooling must be one of"),
         ("qrnn", {"layers": 0}, "layers must be at least 1"),
+        ("qrnn", {"readout": "last+median"}, "readout must be distinct modes of last, mean, max, attention"),
+        ("qrnn", {"dropout": 1.0}, "dropout must be in"),
+        ("qrnn", {"zoneout": "1"}, "zoneout must be in"),
+        ("lstm", {"hidden": 0}, "hidden must be at least 1"),
         ("qrnn-video", {"chunk": 96}, "chunk must divide 128"),
         ("lstm", {"head": "svm"}, "head must be one of"),
+        ("nextvlad", {"groups": 6}, "groups must divide expansion x 1024"),
+        ("nextvlad", {"clusters": 0}, "clusters must be at least 1"),
         ("logistic", {"experts": 2}, "unknown key 'experts'"),
         ("resnet", {}, "unknown model 'resnet'"),
     ]:
         with pytest.raises(InputError, match=problem):
             zoo.build(name, CLASSES, overrides)
     assert zoo.build("qrnn-video", CLASSES, {"chunk": 32}).get_layer("chunks").output.shape[1:] == (36, 32)
+    with pytest.raises(InputError, match="qrnn config: window must be at least 1"):
+        zoo.build("qrnn", CLASSES, zoo.QrnnConfig(window=0))  # a config object is checked too
 
 
 def test_heads_start_at_the_class_prior():
@@ -134,7 +159,8 @@ def test_qrnn_learns_the_order_of_frames():
     first, second = rng.integers(0, 3, size=n), rng.integers(5, steps, size=n)  # never adjacent
     for i in range(n):
         frames[i, first[i]], frames[i, second[i]] = (a, b) if order[i] == 0 else (b, a)
-    x = {"frames": frames, "num_frames": np.full(n, steps, np.int32)}
+    video = dequantize(frames).mean(axis=1)  # the same for both orders
+    x = {"frames": frames, "num_frames": np.full(n, steps, np.int32), "video": video}
     y = np.eye(2, dtype="float32")[order]
     keras.utils.set_random_seed(0)
     model = zoo.build("qrnn", 2, {"hidden": 16, "zoneout": 0.0})
@@ -142,6 +168,15 @@ def test_qrnn_learns_the_order_of_frames():
     model.fit({k: v[:256] for k, v in x.items()}, y[:256], batch_size=32, epochs=10, verbose=0)
     predicted = model.predict({k: v[256:] for k, v in x.items()}, verbose=0).argmax(axis=1)
     assert (predicted == order[256:]).mean() >= 0.9
+
+
+def test_the_skip_path_reads_the_video_features():
+    x = _batch("frame", np.random.default_rng(6), batch=3, steps=5)
+    other = {**x, "video": x["video"][::-1].copy()}
+    with_skip = zoo.build("qrnn", CLASSES, {"hidden": 8})
+    without = zoo.build("qrnn", CLASSES, {"hidden": 8, "skip": False})
+    assert np.abs(with_skip.predict(x, verbose=0) - with_skip.predict(other, verbose=0)).max() > 1e-4
+    np.testing.assert_allclose(without.predict(x, verbose=0), without.predict(other, verbose=0), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["logistic", "moe"])

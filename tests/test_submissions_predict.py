@@ -7,7 +7,7 @@ import submissions.predict as predict_module
 from common.errors import InputError
 from evaluation.metrics import top_k
 from evaluation.submission_csv import read_submission
-from features.store import create_store
+from features.writer import create_store
 from submissions.__main__ import main
 from submissions.predict import predict, steady_rate
 
@@ -103,20 +103,57 @@ def test_rate_goes_into_the_card_and_nothing_else_changes(setup):
     assert after == before
 
 
-def test_up_to_date_csv_is_skipped_until_the_model_changes(setup, capsys):
-    import os
-
+def test_up_to_date_only_when_the_csv_is_this_models_complete_prediction(setup, capsys):
     root, store, _ = setup
     out = root / "skip.csv"
     predict(root / "logistic", store.path, out)
-    stamp = out.stat().st_mtime_ns
+    good, stamp = out.read_bytes(), out.stat().st_mtime_ns
     capsys.readouterr()
     assert predict(root / "logistic", store.path, out).skipped
-    assert "up to date" in capsys.readouterr().out and out.stat().st_mtime_ns == stamp
-    model_file = root / "logistic" / "model.keras"
-    later = out.stat().st_mtime + 5
-    os.utime(model_file, (later, later))  # a retrained model is newer than the CSV
-    assert not predict(root / "logistic", store.path, out).skipped
+    assert capsys.readouterr().out == f"{out}: up to date\n" and out.stat().st_mtime_ns == stamp
+
+    out.write_bytes(good[: len(good) // 2])  # truncated
+    assert not predict(root / "logistic", store.path, out).skipped and out.read_bytes() == good
+    predict(root / "qrnn", store.path, root / "other.csv")
+    out.write_bytes((root / "other.csv").read_bytes())  # another model's CSV
+    assert not predict(root / "logistic", store.path, out).skipped and out.read_bytes() == good
+    out.write_text("not a CSV at all\n")
+    assert not predict(root / "logistic", store.path, out).skipped and out.read_bytes() == good
+    assert not predict(root / "logistic", store.path, out, k=5).skipped  # another k
+    assert not predict(root / "logistic", store.path, out).skipped and out.read_bytes() == good
+
+
+def test_a_retrained_model_or_a_rebuilt_store_is_predicted_again(setup, tmp_path):
+    import shutil
+
+    root, store, _ = setup
+    model_dir, out = tmp_path / "model", tmp_path / "run_validate.csv"
+    shutil.copytree(root / "logistic", model_dir)
+    predict(model_dir, store.path, out)
+    assert predict(model_dir, store.path, out).skipped
+    shutil.rmtree(model_dir)
+    save_model(model_dir, "logistic", {"l2": 1e-6}, "video")  # retrained: another model file
+    assert not predict(model_dir, store.path, out).skipped
+    copy = tmp_path / "store"
+    shutil.copytree(store.path, copy)
+    assert predict(model_dir, copy, out).skipped  # the same store elsewhere
+    manifest = copy / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"sources": []', '"sources": [{"name": "x", "bytes": 1, '
+                                                                       '"records": 1}]'))
+    assert not predict(model_dir, copy, out).skipped
+
+
+def test_top_k_over_20_and_a_folder_as_out_are_one_line_errors(setup, tmp_path, capsys):
+    from common.cli import run
+
+    root, store, _ = setup
+    args = ["predict", "--model", str(root / "logistic"), "--features", str(store.path)]
+    assert run(main, [*args, "--out", str(tmp_path / "x.csv"), "--top-k", "25"]) == 2
+    assert capsys.readouterr().err == "error: --top-k: must be in 1..20 (a submission holds at most 20 pairs a " \
+                                      "video), not 25\n"
+    assert run(main, [*args, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: is a folder: --out names the CSV file to write\n"
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_bad_inputs_are_one_line_errors_and_leave_no_file(setup, tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from common.errors import InputError
-from features.store import create_store
+from features.writer import create_store
 from submissions.validate import check_submission
 
 

@@ -1,0 +1,93 @@
+"""QRNN ablation: what each design choice of the frame-level qrnn is worth, on worlds nobody tuned on.
+
+    python -m benchmarks.bench_qrnn [--quick] [--seeds 1,2,3] [--workdir DIR]
+
+The choices were made on seed 0's validation split; this table scores each variant on the test split of
+other synthetic worlds (made as `./run_all.sh` makes them, 3 epochs, as run_all trains). The first rows
+walk from the old design (the last state only) to today's default; the others change one thing of the
+default each. Figures go to benchmarks/RESULTS.md (section "QRNN ablation"); with the same --workdir as
+benchmarks.bench_models, the stores and the default's runs are shared.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from common.cli import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+
+import numpy as np  # noqa: E402
+
+from benchmarks.bench_models import FULL, QUICK  # noqa: E402
+from benchmarks.results import write_section  # noqa: E402
+from benchmarks.runs import ROLES, mean_sd, synthetic_world, train_and_score  # noqa: E402
+from models import zoo  # noqa: E402
+from models.train import TrainOptions  # noqa: E402
+
+OLD = {"hidden": 1024, "readout": "last", "skip": False}  # the design before: the last state, nothing else
+# (run name, what changes, config overrides of the default, training option overrides)
+VARIANTS = [
+    ("old", "before: the last state only, hidden 1024", OLD, {}),
+    ("old-lastmax", "... by the last and the largest", {**OLD, "readout": "last+max"}, {}),
+    ("qrnn", "**today's default: hidden 512 (under 12M parameters)**", {}, {}),
+    ("no-skip", "default without the skip path", {"skip": False}, {}),
+    ("bidirectional", "bidirectional, hidden 384", {"bidirectional": True, "hidden": 384}, {}),
+    ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),
+]
+
+
+def ablation(seeds: list[int], work: Path, sizes: dict) -> str:
+    results = {}  # (run, seed) -> Result
+    for seed in seeds:
+        world = synthetic_world(work / "synthetic", seed, sizes["videos"])
+        for run, _, config, options in VARIANTS:
+            options = TrainOptions(**{"epochs": sizes["epochs"], **options})
+            results[run, seed] = train_and_score("qrnn", world / "train", world / "validate", world / "test",
+                                                 work / "runs" / f"seed{seed}" / run, options, config,
+                                                 seed_of_world=seed)
+            print(f"seed {seed} {run}: test GAP {results[run, seed].gap:.4f}", flush=True)
+    default = {seed: results["qrnn", seed].gap for seed in seeds}
+    lines = [f"qrnn variants, test split of seeds {', '.join(map(str, seeds))} ({sizes['videos']['train']:,} train "
+             f"videos, {sizes['epochs']} epochs, batch 64, 32 frames, learning rate "
+             f"{zoo.spec('qrnn').learning_rate} unless the row says). Δ GAP: the mean over seeds of the "
+             "variant's test GAP minus the default's on the same seed. Role columns: mean per-class AP, "
+             "averaged over the seeds.", "",
+             "| variant | parameters | test GAP (mean ± sd) | Δ GAP | Hit@1 | PERR | "
+             + " | ".join(f"{r} mAP" for r in ROLES) + " | train videos/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for run, label, _, _ in VARIANTS:
+        rs = [results[run, seed] for seed in seeds]
+        delta = np.mean([results[run, seed].gap - default[seed] for seed in seeds])
+        cells = [f"{rs[0].parameters:,}", mean_sd([r.gap for r in rs]), f"{delta:+.4f}",
+                 f"{np.mean([r.hit_at_one for r in rs]):.4f}", f"{np.mean([r.perr for r in rs]):.4f}"]
+        cells += [f"{np.mean([r.roles[role] for r in rs]):.3f}" for role in ROLES]
+        cells.append(f"{np.mean([r.train_videos_per_second for r in rs]):.1f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="QRNN ablation on synthetic worlds nobody tuned on.")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
+    parser.add_argument("--seeds", default="1,2,3", help="synthetic worlds (default 1,2,3)")
+    parser.add_argument("--workdir", default=None, help="keep stores and runs here (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_qrnn_") as tmp:
+        table = ablation([int(s) for s in args.seeds.split(",")], Path(args.workdir or tmp), sizes)
+    body = f"{table}\n\nWhole benchmark: {time.perf_counter() - started:.0f} s; load average at the end " \
+           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."
+    if args.quick:
+        print("--quick: benchmarks/RESULTS.md left as it is")
+    else:
+        write_section("QRNN ablation", "python -m benchmarks.bench_qrnn", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
