@@ -1,6 +1,7 @@
 """models.train: every model trains from stores, saves, reloads, resumes, and refuses bad inputs."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from features.store import Store
 from features.writer import create_store
 from models import zoo
 from models.__main__ import main as models_main
+from models.batches import model_inputs
 from models.inference import iter_scores, load_model_dir
 from models.train import HISTORY_COLUMNS, TrainOptions, plot_history, train
 from tests.conftest import REPO
@@ -147,6 +149,66 @@ def test_resume_continues_from_the_last_checkpoint(stores, tmp_path, capsys):
     # ... and zoneout is on: without it the same training takes other steps.
     train("qrnn", train_dir, validate_dir, tmp_path / "plain", options, {**config, "zoneout": 0.0}, verbose=0)
     assert float(read_history(tmp_path / "plain")[0]["loss"]) != pytest.approx(float(want[0]["loss"]), rel=1e-5)
+
+
+def checkpoint_of(out, epoch: int, seen: dict):
+    """An after_epoch hook that keeps, in `seen`, each checkpoint's state and the model of epoch `epoch`."""
+
+    def after_epoch(done: int):
+        folder = out / "checkpoints" / f"epoch-{done:04d}"
+        seen.setdefault("states", []).append(json.loads((folder / "state.json").read_text()))
+        if done == epoch:
+            seen["model"] = keras.models.load_model(folder / "model.keras", compile=False)
+
+    return after_epoch
+
+
+def test_a_resumed_run_replays_zoneout_and_dropout(stores, tmp_path):
+    """Two epochs straight, and one epoch then a resume for the second, end with the same weights and the
+    same predictions with zoneout 0.1 and dropout on: their random draws come from (seed, step)."""
+    train_dir, validate_dir = stores
+    options = TrainOptions(epochs=2, batch_size=16, frames=6, patience=2)
+    config = {"hidden": 8, "zoneout": 0.1, "dropout": 0.2}
+    whole, resumed, plain = {}, {}, {}
+    train("qrnn", train_dir, validate_dir, tmp_path / "whole", options, config,
+          after_epoch=checkpoint_of(tmp_path / "whole", 2, whole), verbose=0)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        train("qrnn", train_dir, validate_dir, out, options, config, after_epoch=stop_after(1), verbose=0)
+    train("qrnn", train_dir, validate_dir, out, options, config, after_epoch=checkpoint_of(out, 2, resumed),
+          verbose=0)
+    store = Store(validate_dir)
+    x = model_inputs(store, np.arange(len(store)), "frame", 6)
+    for got, want in zip(resumed["model"].get_weights(), whole["model"].get_weights(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(resumed["model"].predict_on_batch(x), whole["model"].predict_on_batch(x),
+                               rtol=1e-5, atol=1e-7)
+    # The draws matter: without zoneout and dropout the same two epochs end elsewhere.
+    train("qrnn", train_dir, validate_dir, tmp_path / "plain", options, {"hidden": 8, "zoneout": 0.0},
+          after_epoch=checkpoint_of(tmp_path / "plain", 2, plain), verbose=0)
+    assert not np.allclose(plain["model"].predict_on_batch(x), whole["model"].predict_on_batch(x), atol=1e-5)
+
+
+def test_the_card_s_rate_leaves_out_each_process_s_first_step(stores, tmp_path):
+    """The first training step of a process traces the graph: the card's videos/s counts only the steps after
+    it, in a resumed run too (whose process traces again). 48 videos in batches of 16: 3 steps an epoch."""
+    train_dir, validate_dir = stores
+    options = TrainOptions(epochs=2, batch_size=16, frames=6, patience=2)
+    straight, resumed = {}, {}
+    card = train("qrnn", train_dir, validate_dir, tmp_path / "straight", options, TINY["qrnn"],
+                 after_epoch=checkpoint_of(tmp_path / "straight", 2, straight), verbose=0)
+    assert [s["steady_videos"] for s in straight["states"]] == [32, 80]
+    steady = straight["states"][-1]
+    assert card.train_videos_per_second == pytest.approx(80 / steady["steady_seconds"], abs=0.01)
+    assert steady["steady_seconds"] < card.train_seconds
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        train("qrnn", train_dir, validate_dir, out, options, TINY["qrnn"], after_epoch=stop_after(1), verbose=0)
+    card = train("qrnn", train_dir, validate_dir, out, options, TINY["qrnn"],
+                 after_epoch=checkpoint_of(out, 2, resumed), verbose=0)
+    assert [s["steady_videos"] for s in resumed["states"]] == [64]  # 32 before the interruption, 32 after
+    assert card.train_videos_per_second == pytest.approx(64 / resumed["states"][0]["steady_seconds"], abs=0.01)
 
 
 def test_checkpoints_of_another_configuration_are_not_resumed(stores, tmp_path, capsys):
