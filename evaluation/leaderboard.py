@@ -152,8 +152,11 @@ def markdown(rows: list[Row]) -> str:
 
     ours = table(rows, COLUMNS[:-1]) if rows else "(no model cards or scores found)"
     published = table(PUBLISHED, ["reference", "model", "split", "GAP", "Hit@1", "PERR"])
+    fitted = any(r.model == "ensemble" for r in rows)
+    caveat = (" An ensemble's member weights were fitted on its validation store, so its score on that split "
+              "flatters it; compare ensembles on another split." if fitted else "")
     return (f"# Leaderboard\n\nGAP@20, Hit@1 and PERR in percent, sorted by GAP; size MB = 10^6 bytes of "
-            f"model.keras.\n\n{ours}\n\n## Published, not run here\n\n{published}\n")
+            f"model.keras.{caveat}\n\n{ours}\n\n## Published, not run here\n\n{published}\n")
 
 
 def to_csv(rows: list[Row]) -> str:

@@ -98,3 +98,11 @@ def test_a_bar_in_a_run_name_does_not_break_the_markdown_table(tmp_path):
     row = next(line for line in markdown(gather(tmp_path)).splitlines() if line.startswith("| a"))
     assert row.startswith("| a\\|b | qrnn | validate | 50.000 |")
     assert row.replace("\\|", "").count("|") == 14  # 13 columns
+
+
+def test_an_ensemble_row_comes_with_the_caveat_of_its_fitted_weights(workspace):
+    assert "flatters" not in markdown(gather(workspace))
+    folder = workspace / "models" / "all"
+    folder.mkdir()
+    card("all", "ensemble", 0.8).save(folder)
+    assert "fitted on its validation store" in markdown(gather(workspace))
