@@ -135,8 +135,10 @@ def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
     head = "| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd |"
     rule = "|---|" + "---|" * (len(seeds) + 1)
 
-    def row(label, values):
-        return f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + f" | {mean_sd(values)} |"
+    def row(label, values):  # None: no figure for that world
+        known = [v for v in values if v is not None]
+        cells = ["" if v is None else f"{v:.4f}" for v in values]
+        return f"| {label} | " + " | ".join(cells) + f" | {mean_sd(known) if known else ''} |"
 
     lines = [f"Test-split GAP@20 ({sizes['small_videos']} videos per world):", "", head, rule]
     for name in members:
@@ -148,8 +150,9 @@ def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
                                                              "training + validation videos (transfer store)")):
         lines.append(row(f"qrnn distilled from the ensemble, on {label}", [f[run] for f in figs]))
         lines.append(row("... minus the qrnn", [f[run] - f["members"]["qrnn"] for f in figs]))
-        lines.append(row("... share of the ensemble's lead over the qrnn closed",
-                         [(f[run] - f["members"]["qrnn"]) / (f["ensemble"] - f["members"]["qrnn"]) for f in figs]))
+        lines.append(row("... share of the ensemble's lead over the qrnn closed (blank: no lead to close)",
+                         [(f[run] - f["members"]["qrnn"]) / (f["ensemble"] - f["members"]["qrnn"])
+                          if f["ensemble"] > f["members"]["qrnn"] else None for f in figs]))
     lines += ["", "Ensemble member weights (fitted on each world's validation split; then classes with their own): "
               + "; ".join(f"seed {f['seed']}: " + ", ".join(f"{k} {v:.2f}" for k, v in f["weights"].items())
                           + f" ({f['own weights']} classes)" for f in figs) + ".",
