@@ -10,7 +10,6 @@ The export's card gives both sizes and the change in validation GAP, measured on
 in the source's card (the source re-measured in the same run, on the same store).
 """
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from common.errors import InputError
 from common.files import atomic_path
 from features.store import Store
 from models.inference import load_model_dir, sampled_frames, store_scores
+from models.train import dtype_policy
 
 WEIGHTS = ("float16", "int8")
 WEIGHTS_ONLY = keras.quantizers.Int8QuantizationConfig(activation_quantizer=None)
@@ -57,17 +57,6 @@ def layers_of(model: keras.Model):
             yield layer
 
 
-@contextlib.contextmanager
-def global_dtype_policy(policy):
-    """Set Keras' global dtype policy (which layers built inside other layers follow) for a block."""
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
-
-
 def compact_model(model: keras.Model, weights: str) -> keras.Model:
     """A copy of `model` with `weights` ("float16" or "int8") weights; `model` itself gets the new policies."""
     if weights not in WEIGHTS:
@@ -75,7 +64,7 @@ def compact_model(model: keras.Model, weights: str) -> keras.Model:
     for layer in layers_of(model):
         if layer.weights and not (weights == "int8" and quantizable(layer)):
             layer.dtype_policy = half_weights()
-    with global_dtype_policy(half_weights()):
+    with dtype_policy(half_weights()):
         compact = model.__class__.from_config(model.get_config())
     compact.set_weights(model.get_weights())  # float32 values rounded into float16 variables
     if weights == "int8":

@@ -237,10 +237,11 @@ def agree(workers: Workers, out: Path, digest: str, start: int) -> None:
 
 
 @contextlib.contextmanager
-def dtype_policy(precision: str):
-    """Keras' dtype policy `precision` for the models built or loaded inside the block (then the old one)."""
+def dtype_policy(policy):
+    """Keras' global dtype policy `policy` (a name such as "mixed_bfloat16", or a DTypePolicy) for the models
+    and layers built or loaded inside the block, then the old one again."""
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
+    keras.config.set_dtype_policy(policy)
     try:
         yield
     finally:
