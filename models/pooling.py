@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from models.qrnn import _at_last_real_step
+from models.qrnn import at_last_real_step
 
 MODES = ("last", "mean", "max", "attention")
 
@@ -34,7 +34,7 @@ class TemporalPooling(keras.layers.Layer):
         pooled = []
         for mode in self.modes:
             if mode == "last":
-                pooled.append(_at_last_real_step(inputs, real))
+                pooled.append(at_last_real_step(inputs, real))
             elif mode == "mean":
                 pooled.append(ops.sum(inputs * weight, axis=1) / count)
             elif mode == "max":

@@ -85,7 +85,7 @@ class QRNN(keras.layers.Layer):
             return hidden if mask is None else ops.where(real, hidden, 0.0)
         if out_gate is None:
             return last_cell
-        return _at_last_real_step(out_gate, mask) * last_cell
+        return at_last_real_step(out_gate, mask) * last_cell
 
     def _gates(self, inputs):
         """All pre-activations at once: a causal convolution as one matmul over stacked shifted inputs."""
@@ -135,7 +135,7 @@ class QRNN(keras.layers.Layer):
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
 
 
-def _at_last_real_step(values, mask):
+def at_last_real_step(values, mask):
     """values (B, T, U) at each row's last real step (the last step when there is no mask)."""
     if mask is None:
         return values[:, -1]
