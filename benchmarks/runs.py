@@ -2,6 +2,7 @@
 scoring it on a held-out split overall and by the generator's class roles."""
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ def synthetic_world(root: Path, seed: int, videos: dict) -> Path:
         sh("data", "synth", "--out", shards, "--level", "frame", "--split", split, "--videos", count,
            "--seed", seed)
         sh("features", "convert", "--shards", shards, "--out", world / split)
-        subprocess.run(["rm", "-rf", str(shards)], check=True)
+        shutil.rmtree(shards)
     return world
 
 
