@@ -100,9 +100,12 @@ def test_a_bar_in_a_run_name_does_not_break_the_markdown_table(tmp_path):
     assert row.replace("\\|", "").count("|") == 14  # 13 columns
 
 
-def test_an_ensemble_row_comes_with_the_caveat_of_its_fitted_weights(workspace):
-    assert "flatters" not in markdown(gather(workspace))
+def test_ensembles_are_listed_apart_from_single_models_with_the_caveat_of_their_fitted_weights(workspace):
+    assert "## Ensembles" not in markdown(gather(workspace))
     folder = workspace / "models" / "all"
     folder.mkdir()
-    card("all", "ensemble", 0.8).save(folder)
-    assert "fitted on its validation store" in markdown(gather(workspace))
+    card("all", "ensemble", 0.99).save(folder)
+    text = markdown(gather(workspace))
+    singles, ensembles = text.split("## Ensembles")
+    assert "| all |" not in singles and "| all |" in ensembles.split("## Published")[0]
+    assert "fitted on its validation store" in ensembles
