@@ -32,9 +32,10 @@ OLD = {"hidden": 1024, "readout": "last", "skip": False}  # the design before: t
 VARIANTS = [
     ("old", "before: the last state only, hidden 1024", OLD, {}),
     ("old-lastmax", "... by the last and the largest", {**OLD, "readout": "last+max"}, {}),
-    ("qrnn", "**today's default: hidden 512 (under 12M parameters)**", {}, {}),
+    ("lastmax", "... with the skip path, hidden 512 (the previous default)", {"readout": "last+max"}, {}),
+    ("qrnn", "**today's default: the last state and attention over all states**", {}, {}),
     ("no-skip", "default without the skip path", {"skip": False}, {}),
-    ("bidirectional", "bidirectional, hidden 384", {"bidirectional": True, "hidden": 384}, {}),
+    ("bidirectional", "bidirectional, hidden 256 (as many parameters)", {"bidirectional": True, "hidden": 256}, {}),
     ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),
 ]
 

@@ -97,9 +97,10 @@ def test_parameter_counts_match_hand_computation():
     assert zoo.build("logistic", c).count_params() == d * c + c
     # MoE, M = 2: gates d x c(M+1) without bias, experts d x cM with bias
     assert zoo.build("moe", c).count_params() == d * c * 3 + d * c * 2 + c * 2 == 22_252_844
-    # window 2, z f o gates; a logistic head on the last and largest states (2h) and the video features (d)
+    # window 2, z f o gates; attention scores (h + 1); a logistic head on the last state and the attention
+    # readout (2h) and the video features (d)
     qrnn, h = zoo.build("qrnn", c), zoo.QrnnConfig().hidden
-    assert qrnn.count_params() == 2 * d * 3 * h + 3 * h + (2 * h + d) * c + c
+    assert qrnn.count_params() == 2 * d * 3 * h + 3 * h + h + 1 + (2 * h + d) * c + c
     assert qrnn.count_params() <= 12_000_000
     h = zoo.QrnnVideoConfig().hidden
     assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + (2 * h + d) * c + c
