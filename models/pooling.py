@@ -41,7 +41,7 @@ class TemporalPooling(keras.layers.Layer):
                 pooled.append(ops.max(ops.where(weight > 0, inputs, ops.min(inputs) - 1.0), axis=1))
             else:
                 logits = ops.where(weight > 0, self.score(inputs), -1e9)
-                attention = ops.softmax(logits, axis=1) * weight
+                attention = ops.cast(ops.softmax(logits, axis=1), inputs.dtype) * weight  # (softmax: float32)
                 pooled.append(ops.sum(inputs * attention, axis=1))
         out = pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
         return ops.where(ops.sum(weight, axis=1) > 0, out, 0.0)  # a video without real steps: zeros

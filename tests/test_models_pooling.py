@@ -72,3 +72,15 @@ def test_pooling_saves_and_reloads_in_a_model(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_every_mode_runs_in_mixed_bfloat16_like_float32():
+    x, mask = _inputs(2)
+    modes = ["last", "mean", "max", "attention"]
+    full = TemporalPooling(modes)
+    want = _np(full(x, mask=mask))
+    half = TemporalPooling(modes, dtype="mixed_bfloat16")
+    half.build(x.shape)
+    half.set_weights(full.get_weights())
+    got = _np(half(x, mask=mask)).astype("float32")
+    np.testing.assert_allclose(got, want, atol=0.05, rtol=0.02)  # bfloat16 keeps 8 bits of mantissa
