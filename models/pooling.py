@@ -24,7 +24,7 @@ class TemporalPooling(keras.layers.Layer):
 
     def build(self, input_shape):
         if "attention" in self.modes:
-            self.score = keras.layers.Dense(1, name="score")
+            self.score = keras.layers.Dense(1, name="score", dtype=self.dtype_policy)  # exports shrink it too
             self.score.build(input_shape)
 
     def call(self, inputs, mask=None):
@@ -40,8 +40,8 @@ class TemporalPooling(keras.layers.Layer):
             elif mode == "max":
                 pooled.append(ops.max(ops.where(weight > 0, inputs, ops.min(inputs) - 1.0), axis=1))
             else:
-                logits = ops.where(weight > 0, self.score(inputs), -1e9)
-                attention = ops.cast(ops.softmax(logits, axis=1), inputs.dtype) * weight  # (softmax: float32)
+                logits = ops.where(weight > 0, ops.cast(self.score(inputs), "float32"), -1e9)  # float32 always
+                attention = ops.cast(ops.softmax(logits, axis=1), inputs.dtype) * weight
                 pooled.append(ops.sum(inputs * attention, axis=1))
         out = pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
         return ops.where(ops.sum(weight, axis=1) > 0, out, 0.0)  # a video without real steps: zeros
