@@ -22,7 +22,8 @@ def parser() -> argparse.ArgumentParser:
     from models import zoo
     from models.distill import TEACHER_WEIGHT
     from models.export import WEIGHTS
-    from models.train import DEFAULT_FRAMES, PRECISIONS, STRATEGIES, TrainOptions
+    from models.train import DEFAULT_FRAMES, PRECISIONS, TrainOptions
+    from models.workers import STRATEGIES
 
     defaults = TrainOptions()
     top = argparse.ArgumentParser(prog="python -m models",

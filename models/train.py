@@ -7,19 +7,17 @@ every worker runs the same command and only the chief (worker 0) writes the run 
 """
 
 import contextlib
-import csv
 import dataclasses
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -28,19 +26,23 @@ from tqdm import tqdm
 
 from common.card import Card
 from common.errors import InputError, RunError
-from common.files import atomic_path, digest, write_json_atomic, write_text_atomic
+from common.files import atomic_path, digest
 from features.store import Store
 from models import distill, zoo
 from models.batches import StoreBatches
+from models.checkpoints import (
+    CheckpointState,
+    last_checkpoint,
+    plot_history,
+    record_epoch,
+    save_checkpoint,
+    write_history,
+)
 from models.inference import store_scores
+from models.workers import LOST_WORKER, STRATEGIES, Workers, agree, make_workers
 
-HISTORY_COLUMNS = ("epoch", "loss", "val_gap", "val_hit_at_one", "val_perr", "lr", "seconds")
 DEFAULT_FRAMES = 32  # frames sampled per video (training: random; validation and prediction: evenly spaced)
-STRATEGIES = ("default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-WORKER_TIMEOUT = 600  # seconds a step waits for the other workers before the run fails
-LOST_WORKER = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-               tf.errors.CancelledError)  # what a collective operation raises when a peer is gone
 
 
 @dataclass
@@ -60,21 +62,6 @@ class TrainOptions:
     teacher: str | None = None  # distillation: a model folder whose scores mix into the targets (models.distill)
     teacher_weight: float = distill.TEACHER_WEIGHT  # the teacher's share of the targets
     transfer: str | None = None  # distillation: a store whose videos join the training, the teacher's scores as targets
-
-
-@dataclass
-class CheckpointState:
-    """What a checkpoint folder holds besides model.keras (weights + optimizer state)."""
-
-    epoch: int  # epochs completed
-    best_epoch: int
-    best_gap: float
-    stale: int  # epochs since the best one
-    stopped: bool  # early stopping fired
-    history: list = field(default_factory=list)
-    fingerprint: str = ""  # config + inputs; a checkpoint resumes only the same training
-    steady_videos: int = 0  # videos trained, and their seconds, without each process's first step (tracing)
-    steady_seconds: float = 0.0
 
 
 # ---------------------------------------------------------------- inputs and configuration
@@ -169,73 +156,6 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
 # ---------------------------------------------------------------- workers, precision and the training step
 
 
-@dataclass
-class Workers:
-    """This process's place in the training job: its tf.distribute strategy and worker index (0: the chief,
-    which alone writes the run folder)."""
-
-    strategy: tf.distribute.Strategy
-    index: int = 0
-    count: int = 1
-
-    @property
-    def chief(self) -> bool:
-        return self.index == 0
-
-    @property
-    def name(self) -> str:
-        return f"worker {self.index} of {self.count}"
-
-
-def tf_config_task() -> tuple[int, int]:
-    """(this worker's index, number of workers) from TF_CONFIG, counted as tf.distribute does (the chief
-    task, if any, first); InputError when TF_CONFIG is missing or does not place this process."""
-    usage = ('expected {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": I}} '
-             "(docs/scaling.md)")
-    text = os.environ.get("TF_CONFIG", "")
-    if not text.strip():
-        raise InputError("TF_CONFIG", f"--strategy multiworker needs this environment variable: {usage}")
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError("TF_CONFIG", f"not valid JSON ({err.msg})") from None
-    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
-    if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise InputError("TF_CONFIG", usage)
-    tasks = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind) or ()))]
-    me = (task.get("type"), task.get("index"))
-    if me not in tasks:
-        raise InputError("TF_CONFIG", f"task {me[0]} {me[1]} is not in the cluster; {usage}")
-    return tasks.index(me), len(tasks)
-
-
-def make_workers(strategy: str) -> Workers:
-    """The tf.distribute strategy `strategy` ("default", "mirrored" or "multiworker") for this process."""
-    if strategy == "default":
-        return Workers(tf.distribute.get_strategy())
-    if strategy == "mirrored":
-        return Workers(tf.distribute.MirroredStrategy())
-    index, count = tf_config_task()
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=WORKER_TIMEOUT)
-    return Workers(tf.distribute.MultiWorkerMirroredStrategy(communication_options=options), index, count)
-
-
-def agree(workers: Workers, out: Path, digest: str, start: int) -> None:
-    """Refuse to train unless every worker has the same configuration and inputs (`digest`) and starts at
-    the same epoch (`start`): one collective operation, so every worker must call it."""
-    if workers.count == 1:
-        return
-    strategy = workers.strategy
-    mine = tf.constant([[int(digest[:15], 16), start]], tf.int64)
-    every = tf.function(lambda: strategy.gather(strategy.run(lambda: tf.identity(mine)), axis=0))().numpy()
-    if (every[:, 0] != every[0, 0]).any():
-        raise RunError(f"{out}: the workers were given different configurations or stores: run the same "
-                       "command, on the same stores, on every worker")
-    if (every[:, 1] != every[0, 1]).any():
-        raise RunError(f"{out}: the workers found different checkpoints (or outputs) in this run folder: it "
-                       "must be on a disk that every worker reads, like the stores")
-
-
 @contextlib.contextmanager
 def dtype_policy(policy):
     """Keras' global dtype policy `policy` (a name such as "mixed_bfloat16", or a DTypePolicy) for the models
@@ -284,90 +204,7 @@ def make_train_step(model: keras.Model, strategy: tf.distribute.Strategy, seed: 
     return train_step
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def checkpoint_dirs(folder: Path) -> list[Path]:
-    return sorted(folder.glob("epoch-[0-9][0-9][0-9][0-9]")) if folder.is_dir() else []
-
-
-def save_checkpoint(folder: Path, model: keras.Model, state: CheckpointState) -> None:
-    """Write checkpoints/epoch-NNNN/ atomically, then drop the folders that are neither last nor best."""
-    with atomic_path(folder / f"epoch-{state.epoch:04d}") as tmp:
-        tmp.mkdir()
-        model.save(tmp / "model.keras")
-        write_json_atomic(tmp / "state.json", dataclasses.asdict(state))
-    keep = {f"epoch-{state.epoch:04d}", f"epoch-{state.best_epoch:04d}"}
-    for old in checkpoint_dirs(folder):
-        if old.name not in keep:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def last_checkpoint(folder: Path, digest: str) -> tuple[Path, CheckpointState] | None:
-    """(folder, state) of the last checkpoint of this configuration and these inputs, or None (checkpoints
-    of another training are left for the chief's next checkpoint to replace)."""
-    dirs = checkpoint_dirs(folder)
-    if not dirs:
-        return None
-    state = CheckpointState(**json.loads((dirs[-1] / "state.json").read_text()))
-    if state.fingerprint != digest:
-        print(f"{folder}: checkpoints of another configuration or other inputs; starting over")
-        return None
-    return dirs[-1], state
-
-
-def record_epoch(state: CheckpointState, row: dict, patience: int) -> bool:
-    """Add the epoch's history row; True when it is the best so far. Sets `stopped` after `patience` epochs
-    without a better validation GAP."""
-    state.history.append(row)
-    state.epoch = row["epoch"]
-    if row["val_gap"] > state.best_gap or not state.best_epoch:  # (the first epoch even if GAP is NaN)
-        state.best_gap, state.best_epoch, state.stale = row["val_gap"], row["epoch"], 0
-        return True
-    state.stale += 1
-    state.stopped = state.stale >= patience
-    return False
-
-
 # ---------------------------------------------------------------- outputs
-
-
-def write_history(path: Path, history: list[dict]) -> None:
-    lines = [",".join(HISTORY_COLUMNS)]
-    lines += [",".join(str(row[k]) for k in HISTORY_COLUMNS) for row in history]
-    write_text_atomic(path, "\n".join(lines) + "\n")
-
-
-def read_csv_history(path) -> list[dict]:
-    """history.csv back as one dict of floats per epoch (epoch as int)."""
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()} for row in rows]
-
-
-def plot_history(path: Path, history: list[dict], best_epoch: int, title: str) -> None:
-    """Training loss and validation metrics per epoch, the best epoch marked (PNG)."""
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [row["loss"] for row in history], marker="o")
-    left.set(xlabel="epoch", ylabel="training loss (binary cross-entropy)", title=title)
-    for key, label in (("val_gap", "GAP@20"), ("val_hit_at_one", "Hit@1"), ("val_perr", "PERR")):
-        right.plot(epochs, [row[key] for row in history], marker="o", label=label)
-    right.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch {best_epoch}")
-    right.set(xlabel="epoch", ylabel="validation", title="validation")
-    right.legend()
-    for axis in (left, right):
-        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole numbers
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def save_final_model(path: Path, name: str, num_classes: int, model_config: dict, weights) -> keras.Model:

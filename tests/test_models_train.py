@@ -21,8 +21,9 @@ from features.writer import create_store
 from models import zoo
 from models.__main__ import main as models_main
 from models.batches import model_inputs
+from models.checkpoints import HISTORY_COLUMNS, plot_history
 from models.inference import iter_scores, load_model_dir
-from models.train import HISTORY_COLUMNS, TrainOptions, plot_history, train
+from models.train import TrainOptions, train
 from tests.conftest import REPO
 
 CLASSES = 6
