@@ -153,7 +153,7 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
     model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
 
 
-# ---------------------------------------------------------------- workers, precision and the training step
+# ---------------------------------------------------------------- precision and the training step
 
 
 @contextlib.contextmanager
@@ -204,7 +204,7 @@ def make_train_step(model: keras.Model, strategy: tf.distribute.Strategy, seed: 
     return train_step
 
 
-# ---------------------------------------------------------------- outputs
+# ---------------------------------------------------------------- outputs (checkpoints and history: models.checkpoints)
 
 
 def save_final_model(path: Path, name: str, num_classes: int, model_config: dict, weights) -> keras.Model:
