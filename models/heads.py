@@ -47,8 +47,9 @@ class MixtureOfExperts(keras.layers.Layer):
         self.expert_logits.build(input_shape)
 
     def call(self, inputs):
-        gates = ops.softmax(ops.reshape(self.gates(inputs), (-1, self.num_classes, self.experts + 1)), axis=-1)
-        experts = ops.sigmoid(ops.reshape(self.expert_logits(inputs), (-1, self.num_classes, self.experts)))
+        gates = ops.cast(ops.reshape(self.gates(inputs), (-1, self.num_classes, self.experts + 1)), "float32")
+        experts = ops.cast(ops.reshape(self.expert_logits(inputs), (-1, self.num_classes, self.experts)), "float32")
+        gates, experts = ops.softmax(gates, axis=-1), ops.sigmoid(experts)
         return ops.sum(gates[:, :, : self.experts] * experts, axis=-1)  # the dummy expert adds 0
 
     def quantize(self, mode=None, type_check=True, config=None):
@@ -76,13 +77,14 @@ def context_gating(x, name="context_gating"):
 
 
 def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False):
-    """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe". The output
-    layer computes in float32 under every dtype policy: scores ranked to the 20th need its precision."""
+    """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe". Its matrix
+    products follow the dtype policy (bfloat16 under mixed_bfloat16); the sigmoids and softmaxes, and so the
+    probabilities, are float32 under every policy (the cost in GAP: benchmarks/RESULTS.md, Scaling)."""
     if gating:
         x = context_gating(x)
     if head == "moe":  # (models.zoo checks that head is one of HEADS)
-        return MixtureOfExperts(num_classes, experts, l2, name="moe", dtype="float32")(x)
+        return MixtureOfExperts(num_classes, experts, l2, name="moe")(x)
     penalty = l2_penalty(l2, num_classes)
     start = keras.initializers.Constant(prior_logit(num_classes))
-    return keras.layers.Dense(num_classes, activation="sigmoid", kernel_regularizer=penalty,
-                              bias_initializer=start, name="logistic", dtype="float32")(x)
+    logits = keras.layers.Dense(num_classes, kernel_regularizer=penalty, bias_initializer=start, name="logistic")(x)
+    return keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(logits)

@@ -112,7 +112,8 @@ class QRNN(keras.layers.Layer):
         keras.ops.associative_scan, and it works for any sequence length.
         """
         def step(cell, decay_update):
-            cell = decay_update[0] * cell + decay_update[1]
+            decay, update = ops.unstack(decay_update, 2, axis=0)  # not [0], [1]: their gradients cost more
+            cell = decay * cell + update
             return cell, cell
 
         # One stacked tensor (T, 2, B, U), not a pair: keras' TF scan fails on a pair when T is unknown.
@@ -142,8 +143,9 @@ def at_last_real_step(values, mask):
     steps = ops.shape(mask)[1]
     flipped = ops.flip(ops.cast(mask, "int32"), axis=1)
     last = steps - 1 - ops.argmax(flipped, axis=1)  # a row with no real step gets T-1 (its state is 0)
-    index = ops.reshape(ops.cast(last, "int32"), (-1, 1, 1))
-    return ops.squeeze(ops.take_along_axis(values, index, axis=1), axis=1)
+    # A one-hot weighted sum, not a gather: the same values, and its gradient is far cheaper on CPU.
+    pick = ops.cast(ops.arange(steps)[None, :] == ops.cast(last, "int32")[:, None], values.dtype)
+    return ops.sum(values * ops.expand_dims(pick, -1), axis=1)
 
 
 def qrnn_stack(x, units, layers=1, dense=False, sequences=False, **qrnn_options):
