@@ -230,7 +230,8 @@ def ratios(seconds: dict, key: str) -> str:
 def speed_section(steps: dict, predicted: dict, cards: dict, sizes: dict, world: Path, load: tuple) -> str:
     batch, config = sizes["batch"], dict(c.split("=") for c in sizes["config"])
     lines = [f"On {label(world)}, in one process, {sizes['rounds']} interleaved rounds (the machine's load average "
-             f"was {load[0]:.1f} before and {load[1]:.1f} after, on 2 cores: other jobs shared it). Training: "
+             f"was {load[0]:.1f} before and {load[1]:.1f} after on {os.cpu_count()} cores, the benchmark's own runs "
+             "included). Training: "
              f"{sizes['steps']} steps of batch {batch} per round and configuration, each batch read from the store "
              f"as training reads it ({DEFAULT_FRAMES} random frames per video for frame-level models); videos/s of "
              "the best round. The card's rate is that of the whole `models train` run above (one process, its "
