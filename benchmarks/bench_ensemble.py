@@ -14,7 +14,7 @@
    split, which nothing was fitted or chosen on. The stores are generated like run_all's (`data synth` +
    `features convert`), or read from `--stores DIR` (DIR/seed<N>/features/{train,validate,test}).
 2. Ablations on the same worlds (weights fitted on the validation split, scored on the test split): the
-   combination space (logits or probabilities), and global or per-class weights.
+   combination space (logits or probabilities) and equal weights.
 3. The real 2018 video-level shards in ../shared/yt8m/video-2018-validate: logistic, moe and qrnn-video
    trained on validate0000-0089 and validated on validate0090-0099, and their ensemble. Its weights are
    fitted on half of the validation videos and scored on the other half, both ways (2-fold cross-fitting),
@@ -93,8 +93,7 @@ def world(seed: int, stores: dict[str, Path], runs: Path, sizes: dict, members: 
     weights = np.array([m["weight"] for m in ens.ensemble["members"]])
     fig = {"seed": seed, "members": {name: r.gap for name, r in results.items()}, "results": results,
            "sizes": {name: Card.load(runs / name).file_bytes for name in members},
-           "weights": dict(zip(members, weights.round(3), strict=True)),
-           "own weights": ens.ensemble["classes_with_own_weights"]}
+           "weights": dict(zip(members, weights.round(3), strict=True))}
     for run, transfer, weight in (("qrnn-distilled", None, TrainOptions.teacher_weight),
                                   ("qrnn-distilled-transfer", str(stores["validate"]), TRANSFER_WEIGHT)):
         distilled = TrainOptions(epochs=sizes["epochs"], patience=sizes["epochs"], teacher=str(runs / "ensemble"),
@@ -107,14 +106,13 @@ def world(seed: int, stores: dict[str, Path], runs: Path, sizes: dict, members: 
     test_cand = ensemble.collect_candidates(loaded, test, progress=False)
     valid_cand = ensemble.collect_candidates(loaded, Store(stores["validate"]), progress=False)
 
-    # The fit of each kind, on the validation split; scored on the test split (the product's: make_ensemble's).
+    # The fit in each space, on the validation split; scored on the test split (the product's: make_ensemble's).
     for space in ensemble.SPACES:
         w, _ = ensemble.fit_weights(valid_cand, space)
-        for kind, fitted in (("global", w), ("per-class", ensemble.fit_class_weights(valid_cand, w, space))):
-            scores, exact = ensemble.evaluate(test_cand, fitted, space)
-            fig[f"{kind} {space}"] = scores.gap
-            if (kind, space) == ("per-class", ensemble.SPACE):
-                fig["ensemble"], fig["exact"] = scores.gap, exact
+        scores, exact = ensemble.evaluate(test_cand, w, space)
+        fig[space] = scores.gap
+        if space == ensemble.SPACE:
+            fig["ensemble"], fig["exact"] = scores.gap, exact
     if fig["exact"] < len(test):  # some top 20 not proven by the candidates: the saved ensemble, end to end
         fig["ensemble"] = timed_gap(runs / "ensemble", test)[0]
     fig["equal weights"] = ensemble.evaluate(test_cand, np.full(len(members), 1 / len(members)))[0].gap
@@ -169,14 +167,14 @@ def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
         lines.append(row("... share of the ensemble's lead over the qrnn closed (blank: no lead to close)",
                          [(f[run] - f["members"]["qrnn"]) / (f["ensemble"] - f["members"]["qrnn"])
                           if f["ensemble"] > f["members"]["qrnn"] else None for f in figs]))
-    lines += ["", "Ensemble member weights (fitted on each world's validation split; then classes with their own): "
+    lines += ["", "Ensemble member weights (fitted on each world's validation split): "
               + "; ".join(f"seed {f['seed']}: " + ", ".join(f"{k} {v:.2f}" for k, v in f["weights"].items())
-                          + f" ({f['own weights']} classes)" for f in figs) + ".",
+                          for f in figs) + ".",
         "Videos whose ensemble top 20 the candidate fit proves exact: " + ", ".join(
         f"{f['exact']}/{f['videos']}" for f in figs) + ".", "",
         "Ablation (weights fitted on the validation split, GAP on the test split):", "", head, rule]
-    for key in ("equal weights", "global logit", "global probability", "per-class logit", "per-class probability"):
-        lines.append(row(key + (" (models ensemble)" if key == f"per-class {ensemble.SPACE}" else ""),
+    for key in ("equal weights", "logit", "probability"):
+        lines.append(row(key + (" (models ensemble)" if key == ensemble.SPACE else ""),
                          [f[key] for f in figs]))
     lines += ["", "Members (mean over the worlds; training videos/s as the card measured it, while other jobs ran):",
               "", "| model | parameters | model.keras MB | train videos/s |", "|---|---|---|---|"]
@@ -211,20 +209,16 @@ def real_ensemble(root: Path, sizes: dict) -> str | None:
     store = Store(validate_dir)
     cand = ensemble.collect_candidates(ensemble.load_members([root / n for n in names]), store, progress=False)
 
-    def fitted(part):  # what models ensemble fits: member weights, then classes with their own
-        w, _ = ensemble.fit_weights(part)
-        return w, ensemble.fit_class_weights(part, w)
-
     halves = np.arange(len(store)) % 2
     acc, weights = Accumulator(store.num_classes), []
     for half in (0, 1):
         fit, held_out = np.flatnonzero(halves == half), np.flatnonzero(halves != half)
-        w, class_weights = fitted(cand.take(fit))
+        w, _ = ensemble.fit_weights(cand.take(fit))  # what models ensemble fits
         weights.append(w)
-        labels, scores, _ = ensemble.combined_top_k(cand.take(held_out), class_weights)
+        labels, scores, _ = ensemble.combined_top_k(cand.take(held_out), w)
         acc.add_top_k(labels, scores, cand.truth.take(held_out))
     crossed = acc.result().gap
-    in_sample = ensemble.evaluate(cand, fitted(cand)[1])[0].gap
+    in_sample = ensemble.evaluate(cand, ensemble.fit_weights(cand)[0])[0].gap
     lines = ["| model | validation GAP |", "|---|---|"]
     for i, name in enumerate(names):
         lines.append(f"| {name} | {ensemble.evaluate(cand, np.eye(len(names))[i])[0].gap:.4f} |")

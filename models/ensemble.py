@@ -2,10 +2,10 @@
 
 The ensemble's model.keras holds the members as sub-models and a WeightedMean of their outputs. A frame-level
 ensemble takes the frame-level inputs, "video" included (the store's mean of all frames, what video-level
-members trained on). The weights are fitted on a validation store: member weights
-(non-negative, summing to 1) by GAP@20 with a coordinate search; then each class with MIN_POSITIVES
-validation positives keeps them or takes a single member, whichever ranks that class's videos best. A mix,
-and then per-class weights, are kept only when they raise the validation GAP by MIN_GAIN.
+members trained on). The member weights (non-negative, summing to 1) are fitted on a validation store by
+GAP@20 with a coordinate search; a mix is kept only when it raises the validation GAP by MIN_GAIN over the
+best member alone. (Per-class weights were tried and removed: on the tuning world they never helped on videos
+they were not fitted on; benchmarks/RESULTS.md, development measurements.)
 Nothing holds N x C scores: for every video the fit keeps only the union of each member's top CANDIDATES
 labels, every member's scores for them, and each member's CANDIDATES-th best score, which bounds the combined
 score of every label left out, so the fit knows for which videos its combined top 20 is exact. The card's
@@ -36,10 +36,9 @@ SPACES = ("logit", "probability")
 # Averaged as logits: fitted on the tuning world's 400 validation videos and scored on 1,600 others, logits beat
 # probabilities for every set of members tried, by 0.002 to 0.004 GAP (benchmarks/RESULTS.md, development measurements).
 SPACE = "logit"
-MIN_POSITIVES = 5  # validation positives a class needs to get weights of its own
 CANDIDATES = 100  # labels per member and video that the weight fit keeps
-# A fit with more freedom (a mix over the best member alone, per-class over member weights) is kept only when it
-# raises GAP on the validation store by this much: smaller gains are the noise of fitting a few hundred videos.
+# A mix is kept over the best member alone only when it raises GAP on the validation store by this much:
+# smaller gains are the noise of fitting a few hundred videos.
 MIN_GAIN = 0.001
 STEPS = (0.2, 0.1, 0.05, 0.02, 0.01)  # the coordinate search's step sizes, coarse to fine
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking logits
@@ -201,25 +200,18 @@ def collect_candidates(members: list[Member], store: Store, k: int = CANDIDATES,
 
 
 def combined_top_k(cand: Candidates, weights, space: str = SPACE, k: int = K):
-    """Each video's k best (labels (N, k), probabilities (N, k)) of the weighted mean among its candidates
-    (label -1: fewer candidates than k), and whether that top k is provably the ensemble's own (N,): its
-    k-th score is at least the bound of every label left out. `weights`: (M,) or (M, C) per class."""
+    """Each video's k best (labels (N, k), probabilities (N, k)) of the weighted mean (member weights (M,))
+    among its candidates (label -1: fewer candidates than k), and whether that top k is provably the
+    ensemble's own (N,): its k-th score is at least the bound of every label left out."""
     weights = np.asarray(weights, np.float64)
-    values = transform(cand.scores, space)  # (M, N, M * k)
-    if weights.ndim == 1:
-        combined = np.tensordot(weights, values, axes=1)
-        columns = weights[:, None]
-    else:
-        combined = np.sum(weights[:, np.maximum(cand.labels, 0)] * values, axis=0)
-        columns = np.unique(weights, axis=1)  # the distinct weight vectors a class can have
+    combined = np.tensordot(weights, transform(cand.scores, space), axes=1)  # (N, M * k)
     combined[cand.labels < 0] = -np.inf
     top = np.argsort(-combined, axis=1, kind="stable")[:, :k]
     best = np.take_along_axis(combined, top, axis=1)
     labels = np.where(np.isfinite(best), np.take_along_axis(cand.labels, top, axis=1), -1)
     # A label left out scores at most each member's floor, so at most this (no floor: no label left out).
     every_label = (cand.floors == -np.inf).all(axis=0)
-    floors = transform(np.where(cand.floors == -np.inf, 0.0, cand.floors), space)
-    bound = np.max(np.tensordot(columns.T, floors, axes=1), axis=0)
+    bound = np.tensordot(weights, transform(np.where(cand.floors == -np.inf, 0.0, cand.floors), space), axes=1)
     exact = (best[:, -1] >= bound) | every_label
     probabilities = best if space == "probability" else 1.0 / (1.0 + np.exp(-best))
     return labels, np.where(labels >= 0, probabilities, 0.0), exact
@@ -264,34 +256,6 @@ def fit_weights(cand: Candidates, space: str = SPACE) -> tuple[np.ndarray, float
     return (best_w, best) if best >= alone + MIN_GAIN else (alone_w, alone)
 
 
-def fit_class_weights(cand: Candidates, weights, space: str = SPACE) -> np.ndarray:
-    """Per-class weights (M, C): for each class with MIN_POSITIVES positives among the candidates' videos,
-    whichever of `weights` and each member alone gives that class the best average precision over the
-    videos (a true label missing from a video's candidates counts as never found); `weights` elsewhere.
-    Every class keeps `weights` unless this raises GAP on the candidates by MIN_GAIN."""
-    weights = np.asarray(weights, np.float64)
-    count, classes = len(weights), cand.num_classes
-    chosen = np.tile(weights[:, None], (1, classes))
-    rows, cols = np.nonzero(cand.labels >= 0)
-    labels = cand.labels[rows, cols].astype(np.int64)
-    is_true = np.isin(rows * classes + labels, cand.truth.codes(classes))
-    positives = np.bincount(np.asarray(cand.truth.indices, np.int64), minlength=classes)
-    values = transform(cand.scores[:, rows, cols], space)  # (M, entries)
-    order = np.argsort(labels, kind="stable")
-    starts = np.searchsorted(labels[order], np.arange(classes + 1))
-    for c in np.flatnonzero(positives >= MIN_POSITIVES):
-        at = order[starts[c]:starts[c + 1]]
-        best, best_ap = weights, -1.0
-        for w in (weights, *np.eye(count)):
-            hits = is_true[at][np.argsort(-(w @ values[:, at]), kind="stable")]
-            ap = float(np.sum((np.cumsum(hits) / np.arange(1, len(hits) + 1))[hits]) / positives[c])
-            if ap > best_ap + 1e-12:
-                best, best_ap = w, ap
-        chosen[:, c] = best
-    gain = evaluate(cand, chosen, space)[0].gap - evaluate(cand, weights, space)[0].gap
-    return chosen if gain >= MIN_GAIN else np.tile(weights[:, None], (1, classes))
-
-
 # ---------------------------------------------------------------- the whole command
 
 
@@ -315,7 +279,7 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
     store = open_validation(validate_dir, members)
     level, frames = ensemble_level(members)
     config = {"members": [str(m.folder.resolve()) for m in members], "space": SPACE, "candidates": CANDIDATES,
-              "min_positives": MIN_POSITIVES, "min_gain": MIN_GAIN,
+              "min_gain": MIN_GAIN,
               "training": {"validate": str(Path(validate_dir).resolve()), "frames": frames},
               "inputs": {"members": [digest(m.folder / "model.keras") for m in members],
                          "validate": digest(Path(validate_dir) / "manifest.json")}}
@@ -326,11 +290,10 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
     started = time.perf_counter()
     cand = collect_candidates(members, store, batch_size=batch_size, progress=progress)
     weights, _ = fit_weights(cand)
-    class_weights = fit_class_weights(cand, weights)
-    fit, exact = evaluate(cand, class_weights)
+    fit, exact = evaluate(cand, weights)
     fit_seconds = time.perf_counter() - started
-    kept = [i for i, w in enumerate(class_weights) if w.any()]  # a member weighing 0 everywhere is left out
-    model = build_model([members[i] for i in kept], class_weights[kept])
+    kept = np.flatnonzero(weights)  # a member weighing 0 is left out
+    model = build_model([members[i] for i in kept], weights[kept])
     with atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
     validation = fit
@@ -349,10 +312,8 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
         validation={"gap": validation.gap, "hit_at_one": validation.hit_at_one, "perr": validation.perr},
         config=config, created=Card.now(),
         ensemble={"members": described, "space": SPACE,
-                  "classes_with_own_weights": int((class_weights != weights[:, None]).any(axis=0).sum()),
-                  "fit": {"method": "coordinate search of GAP@20 on the validation store, then per class the "
-                                    f"best of those weights and each member alone by average precision (classes "
-                                    f"with {MIN_POSITIVES} positives); each kept if it raises GAP by {MIN_GAIN}",
+                  "fit": {"method": "coordinate search of GAP@20 on the validation store; a mix kept if it raises "
+                                    f"GAP by {MIN_GAIN} over the best member alone",
                           "videos": len(store),
                           "candidates_per_member": min(CANDIDATES, store.num_classes), "exact_videos": exact,
                           "gap": fit.gap, "seconds": round(fit_seconds, 3)}},

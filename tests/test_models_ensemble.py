@@ -76,29 +76,6 @@ def test_fit_on_handmade_candidates_prefers_the_informative_member():
     assert ensemble.evaluate(cand, weights)[1] == videos  # every class is a candidate: every top 20 is exact
 
 
-def test_classes_with_enough_positives_take_the_member_that_ranks_them_best():
-    """Member 0 ranks class 0 perfectly and class 1 at random, member 1 the reverse; class 2 has too few
-    positives for weights of its own."""
-    rng = np.random.default_rng(2)
-    videos, classes = 120, 3
-    truth = [np.flatnonzero(row) for row in rng.random((videos, classes)) < [0.3, 0.3, 0.02]]
-    dense = np.zeros((videos, classes))
-    for i, t in enumerate(truth):
-        dense[i, t] = 1
-    noise = rng.uniform(0.05, 0.95, (2, videos, classes))
-    scores = noise.copy()
-    scores[0, :, 0] = 0.5 * dense[:, 0] + 0.25 * noise[0, :, 0]  # member 0 separates class 0
-    scores[1, :, 1] = 0.5 * dense[:, 1] + 0.25 * noise[1, :, 1]  # member 1 separates class 1
-    labels = np.tile(np.arange(classes), (videos, 1))
-    cand = ensemble.Candidates(labels, scores.astype(np.float32), np.full((2, videos), -np.inf, np.float32),
-                               LabelSets.from_lists(truth), classes)
-    assert (dense[:, 2].sum() < ensemble.MIN_POSITIVES) and (dense[:, :2].sum(axis=0) >= 20).all()
-    w = np.array([0.5, 0.5])
-    chosen = ensemble.fit_class_weights(cand, w)
-    np.testing.assert_array_equal(chosen, [[1, 0, 0.5], [0, 1, 0.5]])
-    assert ensemble.evaluate(cand, chosen)[0].gap > ensemble.evaluate(cand, w)[0].gap
-
-
 def test_mixed_level_ensemble_predicts_the_weighted_mean_of_its_members(runs, tmp_path):
     """A frame-level qrnn and a video-level logistic: the ensemble reads frames and the store's video means."""
     root, _, validate_dir = runs
@@ -115,11 +92,7 @@ def test_mixed_level_ensemble_predicts_the_weighted_mean_of_its_members(runs, tm
     assert w.shape == (2, CLASSES) and np.allclose(w.sum(axis=0), 1)
     store = Store(validate_dir)
     member_w = np.array([m["weight"] for m in card.ensemble["members"]])[:, None]
-    rare = store.dense_labels(np.arange(len(store))).sum(axis=0) < ensemble.MIN_POSITIVES
-    np.testing.assert_allclose(w[:, rare], np.broadcast_to(member_w, w[:, rare].shape), atol=1e-6)
-    own = ~np.isclose(w, member_w, atol=1e-6).all(axis=0)  # the others: the member weights or one member
-    assert (np.isclose(w[:, own], 1) | np.isclose(w[:, own], 0)).all()
-    assert own.sum() == card.ensemble["classes_with_own_weights"]
+    np.testing.assert_allclose(w, np.broadcast_to(member_w, w.shape), atol=1e-6)  # one weight per member
     mean = np.sum(w[:, None, :] * ensemble.transform(np.stack(members), card.ensemble["space"]), axis=0)
     expected = mean if card.ensemble["space"] == "probability" else 1.0 / (1.0 + np.exp(-mean))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
@@ -155,11 +128,9 @@ def test_candidates_find_the_true_top_20_and_flag_the_videos_they_cannot_prove()
     floors = np.sort(dense, axis=2)[:, :, -k].astype(np.float32)
     truth = LabelSets.from_lists([rng.choice(classes, 2, replace=False) for _ in range(videos)])
     cand = ensemble.Candidates(labels, scores, floors, truth, classes)
-    for space, w in (("logit", np.array([0.3, 0.7])),
-                     ("probability", np.where(np.arange(classes) % 3, [[0.3], [0.7]], [[1.0], [0.0]]))):
+    for space, w in (("logit", np.array([0.3, 0.7])), ("probability", np.array([0.6, 0.4]))):
         t = logit if space == "logit" else np.asarray
-        w2 = np.broadcast_to(w if w.ndim == 2 else w[:, None], (2, classes))
-        combined = w2[0] * t(dense[0]) + w2[1] * t(dense[1])
+        combined = w[0] * t(dense[0]) + w[1] * t(dense[1])
         true_top = np.sort(np.argsort(-combined, axis=1)[:, :2], axis=1)
         got, _, proven = ensemble.combined_top_k(cand, w, space, k=2)
         assert ensemble.evaluate(cand, w, space, k=2)[1] == proven.sum() > 0
