@@ -33,8 +33,8 @@ from models.inference import load_model_dir, sampled_frames, store_scores
 from models.train import up_to_date
 
 SPACES = ("logit", "probability")
-# Averaged as logits: fitted on the tuning world's 400 validation videos and scored on 1,600 others, logits beat
-# probabilities for every set of members tried, by 0.002 to 0.004 GAP (benchmarks/RESULTS.md, development measurements).
+# Averaged as logits: on the tuning world's held-out videos they beat probabilities for every set of members
+# tried (benchmarks/RESULTS.md, development measurements).
 SPACE = "logit"
 CANDIDATES = 100  # labels per member and video that the weight fit keeps
 # A mix is kept over the best member alone only when it raises GAP on the validation store by this much:
@@ -47,7 +47,8 @@ EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before tak
 @keras.saving.register_keras_serializable(package="yt8m")
 class WeightedMean(keras.layers.Layer):
     """Members' class probabilities, a list of M (B, C) -> their weighted mean (B, C), with weights w (M, C)
-    per member and class (a weight of the layer, set after building): in "probability" space
+    (a weight of the layer, set after building; the fit gives every class the same member weights, and the
+    (M, C) shape keeps ensembles saved with per-class weights loadable): in "probability" space
     sum_m w_mc p_mc, in "logit" space sigmoid(sum_m w_mc logit(p_mc))."""
 
     def __init__(self, space=SPACE, **kwargs):
@@ -124,7 +125,7 @@ def ensemble_level(members: list[Member]) -> tuple[str, int | None]:
 
 def build_model(members: list[Member], weights, space: str = SPACE) -> keras.Model:
     """One Keras model: the members as sub-models, their outputs combined by WeightedMean with `weights`
-    (M,) per member or (M, C) per member and class."""
+    (M,), one per member."""
     level, _ = ensemble_level(members)
     video = keras.Input((FEATURE_SIZE,), dtype="float32", name="video")
     if level == "video":

@@ -79,7 +79,7 @@ def context_gating(x, name="context_gating"):
 def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False):
     """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe". Its matrix
     products follow the dtype policy (bfloat16 under mixed_bfloat16); the sigmoids and softmaxes, and so the
-    probabilities, are float32 under every policy (the cost in GAP: benchmarks/RESULTS.md, Scaling)."""
+    probabilities, are float32 under every policy (why: docs/scaling.md, mixed precision)."""
     if gating:
         x = context_gating(x)
     if head == "moe":  # (models.zoo checks that head is one of HEADS)
