@@ -140,8 +140,7 @@ def build_model(members: list[Member], weights, space: str = SPACE) -> keras.Mod
     mean = WeightedMean(space, name="weighted_mean")
     model = keras.Model(inputs, mean(outputs), name="ensemble")
     weights = np.asarray(weights, np.float32)
-    mean.class_weights.assign(np.broadcast_to(weights[:, None] if weights.ndim == 1 else weights,
-                                              mean.class_weights.shape))
+    mean.class_weights.assign(np.broadcast_to(weights[:, None], mean.class_weights.shape))  # the same for every class
     return model
 
 
