@@ -39,6 +39,7 @@ from models.checkpoints import (
     write_history,
 )
 from models.inference import store_scores
+from models.optimizer import FusedAdam
 from models.workers import LOST_WORKER, STRATEGIES, Workers, agree, make_workers
 
 DEFAULT_FRAMES = 32  # frames sampled per video (training: random; validation and prediction: evenly spaced)
@@ -148,8 +149,8 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
     the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2 penalties are
     divided by C for the same reason: models.heads.l2_penalty)."""
     classes = model.output_shape[-1]
-    optimizer = keras.optimizers.Adam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
-                                      clipnorm=options.clipnorm / classes)
+    optimizer = FusedAdam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
+                          clipnorm=options.clipnorm / classes)
     model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
 
 
