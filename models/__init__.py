@@ -1,5 +1,5 @@
-"""Models and their training. Importing this package registers the project's custom Keras layers, so a
-saved `model.keras` loads with `keras.models.load_model` after `import models`."""
+"""Models and their training. Importing this package registers the project's custom Keras layers, regularizer
+and optimizer, so a saved `model.keras` loads with `keras.models.load_model` after `import models`."""
 
 import sys
 
@@ -8,4 +8,4 @@ if sys.argv[:1] == ["-m"]:  # `python -m models` imports this package first: qui
 
     quiet_tensorflow()
 
-from models import ensemble, export, heads, inputs, nextvlad, pooling, qrnn  # noqa: E402, F401  (registers the custom layers)
+from models import ensemble, export, heads, inputs, nextvlad, optimizer, pooling, qrnn  # noqa: E402, F401  (registers them)

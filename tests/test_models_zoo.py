@@ -187,3 +187,11 @@ def test_l2_penalty_is_the_starter_penalty_per_class(name):
     want = 0.5 / CLASSES * sum(float(np.sum(keras.ops.convert_to_numpy(w) ** 2)) for w in kernels)
     assert len(kernels) == (1 if name == "logistic" else 2)
     assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(want, rel=1e-5)
+
+
+def test_l2_penalty_round_trips_through_a_saved_model(tmp_path):
+    model = zoo.build("logistic", CLASSES, {"l2": 0.5})
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert float(sum(keras.ops.convert_to_numpy(x) for x in loaded.losses)) == pytest.approx(
+        float(sum(keras.ops.convert_to_numpy(x) for x in model.losses)), rel=1e-6)
