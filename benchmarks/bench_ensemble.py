@@ -176,7 +176,7 @@ def synthetic_tables(figs: list[dict], members: tuple, sizes: dict) -> str:
     for key in ("equal weights", "logit", "probability"):
         lines.append(row(key + (" (models ensemble)" if key == ensemble.SPACE else ""),
                          [f[key] for f in figs]))
-    lines += ["", "Members (mean over the worlds; training videos/s as the card measured it, while other jobs ran):",
+    lines += ["", "Members (mean over the worlds; training videos/s as the card measured it):",
               "", "| model | parameters | model.keras MB | train videos/s |", "|---|---|---|---|"]
     for name in members:
         results = [f["results"][name] for f in figs]
