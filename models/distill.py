@@ -1,4 +1,5 @@
-"""Distillation: a student trains on targets (1 - w) * labels + w * teacher scores.
+"""Distillation: a student trains on targets (1 - w) * labels + w * the teacher's scores softened at
+temperature T, p ** (1/T) / (p ** (1/T) + (1 - p) ** (1/T)), that is sigmoid(logit(p) / T).
 
 The teacher is any model folder (a trained run, an ensemble, an export). It scores the training store once,
 before training, into a float16 file beside the checkpoints (videos x classes on disk, 2 bytes a score, read
@@ -24,27 +25,31 @@ from features.store import Store
 from models.inference import iter_scores, load_model_dir
 
 TEACHER_WEIGHT = 0.5  # the teacher's share of the targets (the best of 0.5 / 0.8 on the tuning seed)
+TEACHER_TEMPERATURE = 2.0  # divides the teacher's logits (the best of 1 / 2 / 4 on the tuning seed)
 
 
 @dataclass
 class Teacher:
-    """A teacher's model folder, its card, its share w of the targets, and the transfer store if any."""
+    """A teacher's model folder, its card, its share w of the targets, the transfer store if any, and the
+    temperature that softens its scores."""
 
     folder: Path
     card: Card
     weight: float
     transfer: Store | None = None
+    temperature: float = TEACHER_TEMPERATURE
 
     def describe(self) -> dict:
         """What the student's card says about its teacher."""
         return {"folder": str(self.folder.resolve()), "run": self.card.run, "model": self.card.model,
                 "level": self.card.level, "validation_gap": self.card.validation.get("gap"),
-                "weight": self.weight, "transfer": str(self.transfer.path.resolve()) if self.transfer else None,
+                "weight": self.weight, "temperature": self.temperature,
+                "transfer": str(self.transfer.path.resolve()) if self.transfer else None,
                 "transfer_videos": len(self.transfer) if self.transfer else 0}
 
 
 def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT, transfer=None,
-                 level: str = "video") -> Teacher:
+                 level: str = "video", temperature: float = TEACHER_TEMPERATURE) -> Teacher:
     """The teacher in `folder` (and the `transfer` store for a `level` model), refused with one line when
     the teacher cannot score the training videos."""
     folder = Path(folder)
@@ -59,14 +64,16 @@ def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT, tra
                                  f"{train_store.path}")
     if not 0.0 <= weight <= 1.0 or (weight == 0 and transfer is None):
         raise InputError("--teacher-weight", f"must be in (0, 1] (0 only with a transfer store), not {weight}")
+    if not temperature > 0:
+        raise InputError("teacher temperature", f"must be positive, not {temperature}")
     if transfer is None:
-        return Teacher(folder, card, weight)
+        return Teacher(folder, card, weight, None, temperature)
     store = Store(transfer)
     if store.num_classes != train_store.num_classes:
         raise InputError(transfer, f"{store.num_classes} classes, but the training store has {train_store.num_classes}")
     if store.level != "frame" and (level == "frame" or card.level == "frame"):
         raise InputError(transfer, "a video-level store, but the student or the teacher reads frames")
-    return Teacher(folder, card, weight, store)
+    return Teacher(folder, card, weight, store, temperature)
 
 
 class Joined:
@@ -129,23 +136,33 @@ def teacher_scores(teacher: Teacher, store: Store, path: Path, batch_size: int =
 
 @dataclass
 class MixedTargets:
-    """targets(indices) for models.batches.StoreBatches: (1 - w) * 0/1 labels + w * the teacher's scores
-    for the first `labelled` videos; the teacher's scores alone for the others (a transfer store's)."""
+    """targets(indices) for models.batches.StoreBatches: (1 - w) * 0/1 labels + w * the teacher's softened
+    scores for the first `labelled` videos; the softened scores alone for the others (a transfer store's)."""
 
     store: Store | Joined
     scores: np.ndarray  # (N, C), the teacher's scores of the store's videos
     weight: float
     labelled: int
+    temperature: float = 1.0
 
     def __call__(self, indices) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64)
-        teacher = np.asarray(self.scores[idx], dtype=np.float32)
+        teacher = soften(np.asarray(self.scores[idx], dtype=np.float32), self.temperature)
         weight = np.where(idx < self.labelled, self.weight, 1.0).astype(np.float32)[:, None]
         return (1.0 - weight) * self.store.dense_labels(idx) + weight * teacher
+
+
+def soften(p: np.ndarray, temperature: float) -> np.ndarray:
+    """sigmoid(logit(p) / T), written so that scores of exactly 0 or 1 stay 0 or 1."""
+    if temperature == 1.0:
+        return p
+    a, b = p ** (1.0 / temperature), (1.0 - p) ** (1.0 / temperature)
+    return a / (a + b)
 
 
 def training_targets(teacher: Teacher, train_store: Store, path: Path) -> tuple[Store | Joined, MixedTargets]:
     """(the videos to train on, their targets): the training store and the transfer store if any, scored
     by the teacher once into `path`."""
     videos = train_store if teacher.transfer is None else Joined(train_store, teacher.transfer)
-    return videos, MixedTargets(videos, teacher_scores(teacher, videos, path), teacher.weight, len(train_store))
+    return videos, MixedTargets(videos, teacher_scores(teacher, videos, path), teacher.weight, len(train_store),
+                                teacher.temperature)

@@ -62,6 +62,7 @@ class TrainOptions:
     precision: str = "float32"  # Keras dtype policy: float32, mixed_bfloat16 (CPUs), mixed_float16 (GPUs)
     teacher: str | None = None  # distillation: a model folder whose scores mix into the targets (models.distill)
     teacher_weight: float = distill.TEACHER_WEIGHT  # the teacher's share of the targets
+    teacher_temperature: float = distill.TEACHER_TEMPERATURE  # softens the teacher's scores (models.distill)
     transfer: str | None = None  # distillation: a store whose videos join the training, the teacher's scores as targets
 
 
@@ -236,7 +237,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
     if options.transfer and not options.teacher:
         raise InputError("--transfer", "needs --teacher: its videos train on the teacher's scores")
     teacher = distill.open_teacher(options.teacher, train_store, options.teacher_weight, options.transfer,
-                                   zoo.spec(name).level) if options.teacher else None
+                                   zoo.spec(name).level, options.teacher_temperature) if options.teacher else None
     config = resolve_config(name, model_config, options, train_dir, validate_dir)
     digest = fingerprint(config)
     workers = make_workers(options.strategy)

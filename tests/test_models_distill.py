@@ -50,6 +50,17 @@ def test_teacher_scores_are_computed_once_and_mixed_into_the_targets(setup, tmp_
     np.testing.assert_allclose(unlabelled[1:], scores[[7, 8]].astype(np.float32))
     np.testing.assert_allclose(unlabelled[0], expected[0])
 
+    softened = distill.MixedTargets(store, scores, 1.0, len(store), temperature=2.0)(indices)
+    logits = np.log(scores[indices].astype(np.float64)) - np.log1p(-scores[indices].astype(np.float64))
+    np.testing.assert_allclose(softened, 1 / (1 + np.exp(-logits / 2)), rtol=1e-5, atol=1e-7)
+
+
+def test_softening_keeps_the_teachers_ranking_and_its_certainties():
+    p = np.array([0.0, 1e-6, 0.01, 0.3, 0.5, 0.9, 1.0], np.float32)
+    soft = distill.soften(p, 2.0)
+    assert soft[0] == 0.0 and soft[-1] == 1.0 and soft[4] == 0.5
+    assert np.all(np.diff(soft) > 0) and np.all(soft[1:4] > p[1:4]) and soft[5] < p[5]
+
 
 def test_joined_stores_read_as_one_in_the_order_asked(setup):
     _, train_dir, validate_dir = setup
