@@ -99,6 +99,8 @@ def resolve_config(name: str, model_config: dict | None, options: TrainOptions, 
     training["validate"] = str(Path(validate_dir).resolve())
     for key in ("teacher", "transfer"):
         training[key] = str(Path(training[key]).resolve()) if training[key] else None
+    if not options.teacher:  # a distilled run's alone, so runs trained before it existed stay up to date
+        del training["teacher_temperature"]
     inputs = {key: digest(Path(folder) / "manifest.json") for key, folder in (("train", train_dir),
                                                                               ("validate", validate_dir))}
     if options.teacher:  # a retrained teacher or a rebuilt transfer store is another input too
