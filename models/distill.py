@@ -49,7 +49,7 @@ class Teacher:
 
 
 def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT, transfer=None,
-                 level: str = "video", temperature: float = TEACHER_TEMPERATURE) -> Teacher:
+                 level: str = "video") -> Teacher:
     """The teacher in `folder` (and the `transfer` store for a `level` model), refused with one line when
     the teacher cannot score the training videos."""
     folder = Path(folder)
@@ -64,16 +64,14 @@ def open_teacher(folder, train_store: Store, weight: float = TEACHER_WEIGHT, tra
                                  f"{train_store.path}")
     if not 0.0 <= weight <= 1.0 or (weight == 0 and transfer is None):
         raise InputError("--teacher-weight", f"must be in (0, 1] (0 only with a transfer store), not {weight}")
-    if not temperature > 0:
-        raise InputError("teacher temperature", f"must be positive, not {temperature}")
     if transfer is None:
-        return Teacher(folder, card, weight, None, temperature)
+        return Teacher(folder, card, weight)
     store = Store(transfer)
     if store.num_classes != train_store.num_classes:
         raise InputError(transfer, f"{store.num_classes} classes, but the training store has {train_store.num_classes}")
     if store.level != "frame" and (level == "frame" or card.level == "frame"):
         raise InputError(transfer, "a video-level store, but the student or the teacher reads frames")
-    return Teacher(folder, card, weight, store, temperature)
+    return Teacher(folder, card, weight, store)
 
 
 class Joined:
@@ -143,7 +141,7 @@ class MixedTargets:
     scores: np.ndarray  # (N, C), the teacher's scores of the store's videos
     weight: float
     labelled: int
-    temperature: float = 1.0
+    temperature: float  # T of models.distill.soften
 
     def __call__(self, indices) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64)

@@ -62,7 +62,6 @@ class TrainOptions:
     precision: str = "float32"  # Keras dtype policy: float32, mixed_bfloat16 (CPUs), mixed_float16 (GPUs)
     teacher: str | None = None  # distillation: a model folder whose scores mix into the targets (models.distill)
     teacher_weight: float = distill.TEACHER_WEIGHT  # the teacher's share of the targets
-    teacher_temperature: float = distill.TEACHER_TEMPERATURE  # softens the teacher's scores (models.distill)
     transfer: str | None = None  # distillation: a store whose videos join the training, the teacher's scores as targets
 
 
@@ -99,12 +98,12 @@ def resolve_config(name: str, model_config: dict | None, options: TrainOptions, 
     training["validate"] = str(Path(validate_dir).resolve())
     for key in ("teacher", "transfer"):
         training[key] = str(Path(training[key]).resolve()) if training[key] else None
-    if not options.teacher:  # a distilled run's alone, so runs trained before it existed stay up to date
-        del training["teacher_temperature"]
     inputs = {key: digest(Path(folder) / "manifest.json") for key, folder in (("train", train_dir),
                                                                               ("validate", validate_dir))}
     if options.teacher:  # a retrained teacher or a rebuilt transfer store is another input too
         inputs["teacher"] = digest(Path(options.teacher) / "model.keras")
+        # recorded for distilled runs alone, so runs trained before the temperature existed stay up to date
+        training["teacher_temperature"] = distill.TEACHER_TEMPERATURE
     if options.transfer:
         inputs["transfer"] = digest(Path(options.transfer) / "manifest.json")
     return json.loads(json.dumps({"model": model, "training": training, "inputs": inputs}))
@@ -239,7 +238,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
     if options.transfer and not options.teacher:
         raise InputError("--transfer", "needs --teacher: its videos train on the teacher's scores")
     teacher = distill.open_teacher(options.teacher, train_store, options.teacher_weight, options.transfer,
-                                   zoo.spec(name).level, options.teacher_temperature) if options.teacher else None
+                                   zoo.spec(name).level) if options.teacher else None
     config = resolve_config(name, model_config, options, train_dir, validate_dir)
     digest = fingerprint(config)
     workers = make_workers(options.strategy)

@@ -42,11 +42,11 @@ def test_teacher_scores_are_computed_once_and_mixed_into_the_targets(setup, tmp_
     assert distill.teacher_scores(teacher, store, path) is not None and path.stat().st_mtime_ns == stamp
 
     indices = np.array([3, 7, 8])
-    targets = distill.MixedTargets(store, scores, 0.25, len(store))(indices)
+    targets = distill.MixedTargets(store, scores, 0.25, len(store), 1.0)(indices)
     expected = 0.75 * store.dense_labels(indices) + 0.25 * scores[indices].astype(np.float32)
     np.testing.assert_allclose(targets, expected, rtol=1e-6)
     assert targets.dtype == np.float32
-    unlabelled = distill.MixedTargets(store, scores, 0.25, 5)(indices)  # videos from 5 on: the teacher alone
+    unlabelled = distill.MixedTargets(store, scores, 0.25, 5, 1.0)(indices)  # videos from 5 on: the teacher alone
     np.testing.assert_allclose(unlabelled[1:], scores[[7, 8]].astype(np.float32))
     np.testing.assert_allclose(unlabelled[0], expected[0])
 
