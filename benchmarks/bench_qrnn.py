@@ -27,13 +27,15 @@ from benchmarks.runs import ROLES, mean_sd, synthetic_world, train_and_score  # 
 from models import zoo  # noqa: E402
 from models.train import TrainOptions  # noqa: E402
 
-OLD = {"hidden": 1024, "readout": "last", "skip": False}  # the design before: the last state, nothing else
+FLAT = {"qrnn_l2": 1e-8}  # the head's L2 the same on every weight (the starter's 1e-8), as before
+OLD = {**FLAT, "hidden": 1024, "readout": "last", "skip": False}  # the design before: the last state alone
 # (run name, what changes, config overrides of the default, training option overrides)
 VARIANTS = [
     ("old", "before: the last state only, hidden 1024", OLD, {}),
     ("old-lastmax", "... by the last and the largest", {**OLD, "readout": "last+max"}, {}),
-    ("lastmax", "... with the skip path, hidden 512 (the previous default)", {"readout": "last+max"}, {}),
-    ("qrnn", "**today's default: the last state and attention over all states**", {}, {}),
+    ("lastmax", "... with the skip path, hidden 512", {**FLAT, "readout": "last+max"}, {}),
+    ("attention", "... the last state and attention over all states (the previous default)", FLAT, {}),
+    ("qrnn", "**today's default: ... and L2 3e-3 on the head's weights that read the QRNN**", {}, {}),
     ("no-skip", "default without the skip path", {"skip": False}, {}),
     ("bidirectional", "bidirectional, hidden 256 (as many parameters)", {"bidirectional": True, "hidden": 256}, {}),
     ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),

@@ -10,25 +10,33 @@ HEADS = ("logistic", "moe")
 LABELS_PER_VIDEO = 3.0  # YouTube-8M 2018 averages 3.0 labels per video (the synthetic data copies that)
 
 
-def l2_penalty(l2, num_classes):
+def l2_penalty(l2, num_classes, leading=(0, 0.0)):
     """The starter code's L2 penalty for a loss that averages over classes: the starter's cross-entropy
-    sums over classes, Keras' BinaryCrossentropy averages, so the same weight decay needs l2 / C."""
+    sums over classes, Keras' BinaryCrossentropy averages, so the same weight decay needs l2 / C.
+    `leading` (n, l2_n): the weights that read the first n input features take l2_n instead."""
+    rows, rows_l2 = leading
+    if rows and rows_l2 != l2:
+        return SquaredNorm(l2 / num_classes, int(rows), rows_l2 / num_classes)
     return SquaredNorm(l2 / num_classes) if l2 > 0 else None
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
 class SquaredNorm(keras.regularizers.Regularizer):
     """l2 * sum(w ** 2), as keras.regularizers.L2, through TensorFlow's fused `L2Loss`: one pass forward
-    and one product backward where Square, Sum and their gradients take four passes over the kernel."""
+    and one product backward where Square, Sum and their gradients take four passes over the kernel.
+    With `rows`, the kernel's first `rows` rows (the weights reading the first input features) take
+    `rows_l2` instead of l2."""
 
-    def __init__(self, l2):
-        self.l2 = float(l2)
+    def __init__(self, l2, rows=0, rows_l2=0.0):
+        self.l2, self.rows, self.rows_l2 = float(l2), int(rows), float(rows_l2)
 
     def __call__(self, x):
-        return (2.0 * self.l2) * tf.nn.l2_loss(x)
+        if not self.rows:
+            return (2.0 * self.l2) * tf.nn.l2_loss(x)
+        return (2.0 * self.rows_l2) * tf.nn.l2_loss(x[: self.rows]) + (2.0 * self.l2) * tf.nn.l2_loss(x[self.rows:])
 
     def get_config(self):
-        return {"l2": self.l2}
+        return {"l2": self.l2, "rows": self.rows, "rows_l2": self.rows_l2}
 
 
 def prior_logit(num_classes, scale=1.0):
@@ -46,11 +54,12 @@ class MixtureOfExperts(keras.layers.Layer):
     as in the starter) and experts (C*M; biases start at the class prior). Output (B, C) in [0, 1].
     Both follow this layer's dtype policy and quantization (models.export), so an exported MoE reloads."""
 
-    def __init__(self, num_classes, experts=2, l2=1e-6, quantization_config=None, **kwargs):
+    def __init__(self, num_classes, experts=2, l2=1e-6, leading=(0, 0.0), quantization_config=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.experts, self.l2 = int(num_classes), int(experts), float(l2)
+        self.leading = (int(leading[0]), float(leading[1]))
         self.quantization_config = keras.saving.deserialize_keras_object(quantization_config)
-        penalty = l2_penalty(self.l2, self.num_classes)
+        penalty = l2_penalty(self.l2, self.num_classes, self.leading)
         same = {"dtype": self.dtype_policy, "quantization_config": self.quantization_config}
         self.gates = keras.layers.Dense(self.num_classes * (self.experts + 1), use_bias=False,
                                         kernel_regularizer=penalty, name="gates", **same)
@@ -83,6 +92,7 @@ class MixtureOfExperts(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "experts": self.experts, "l2": self.l2,
+                "leading": list(self.leading),
                 "quantization_config": keras.saving.serialize_keras_object(self.quantization_config)}
 
 
@@ -92,15 +102,16 @@ def context_gating(x, name="context_gating"):
     return keras.layers.Multiply(name=name)([x, gate])
 
 
-def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False):
-    """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe". Its matrix
+def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False, leading=(0, 0.0)):
+    """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe"; `leading`
+    (n, l2_n) gives the weights reading the first n features their own L2 (models.zoo, the qrnn). Its matrix
     products follow the dtype policy (bfloat16 under mixed_bfloat16); the sigmoids and softmaxes, and so the
     probabilities, are float32 under every policy (why: docs/scaling.md, mixed precision)."""
     if gating:
         x = context_gating(x)
     if head == "moe":  # (models.zoo checks that head is one of HEADS)
-        return MixtureOfExperts(num_classes, experts, l2, name="moe")(x)
-    penalty = l2_penalty(l2, num_classes)
+        return MixtureOfExperts(num_classes, experts, l2, leading, name="moe")(x)
+    penalty = l2_penalty(l2, num_classes, leading)
     start = keras.initializers.Constant(prior_logit(num_classes))
     logits = keras.layers.Dense(num_classes, kernel_regularizer=penalty, bias_initializer=start, name="logistic")(x)
     return keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(logits)

@@ -189,8 +189,21 @@ def test_l2_penalty_is_the_starter_penalty_per_class(name):
     assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(want, rel=1e-5)
 
 
-def test_l2_penalty_round_trips_through_a_saved_model(tmp_path):
-    model = zoo.build("logistic", CLASSES, {"l2": 0.5})
+@pytest.mark.parametrize("head", ["logistic", "moe"])
+def test_qrnn_l2_weighs_the_head_rows_reading_the_qrnn_and_l2_the_skip_rows(head):
+    model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "l2": 0.5, "qrnn_l2": 2.0})
+    width = 16  # hidden 8, read as its last state and its attention-weighted mean
+    kernels = [keras.ops.convert_to_numpy(w) for w in model.weights
+               if "kernel" in w.path and w.shape[0] == width + FEATURE_SIZE]
+    want = sum(2.0 / CLASSES * np.sum(k[:width] ** 2) + 0.5 / CLASSES * np.sum(k[width:] ** 2) for k in kernels)
+    assert len(kernels) == (1 if head == "logistic" else 2)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("name, config", [("logistic", {"l2": 0.5}),
+                                          ("qrnn", {"hidden": 8, "head": "moe", "qrnn_l2": 2.0})])
+def test_l2_penalty_round_trips_through_a_saved_model(tmp_path, name, config):
+    model = zoo.build(name, CLASSES, config)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert float(sum(keras.ops.convert_to_numpy(x) for x in loaded.losses)) == pytest.approx(
