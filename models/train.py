@@ -102,8 +102,9 @@ def resolve_config(name: str, model_config: dict | None, options: TrainOptions, 
                                                                               ("validate", validate_dir))}
     if options.teacher:  # a retrained teacher or a rebuilt transfer store is another input too
         inputs["teacher"] = digest(Path(options.teacher) / "model.keras")
-        # recorded for distilled runs alone, so runs trained before the temperature existed stay up to date
         training["teacher_temperature"] = distill.TEACHER_TEMPERATURE
+    else:  # distillation's settings belong to distilled runs: new defaults leave the other runs up to date
+        del training["teacher_weight"]
     if options.transfer:
         inputs["transfer"] = digest(Path(options.transfer) / "manifest.json")
     return json.loads(json.dumps({"model": model, "training": training, "inputs": inputs}))

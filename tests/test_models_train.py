@@ -1,6 +1,7 @@
 """models.train: every model trains from stores, saves, reloads, resumes, and refuses bad inputs."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -241,6 +242,19 @@ def test_rerun_is_up_to_date_and_new_inputs_retrain(stores, tmp_path, capsys):
     rebuilt = make_store(tmp_path / "validate", 24, seed=9).path  # other videos: another input
     train("logistic", train_dir, rebuilt, out, QUICK, {"l2": 1e-4}, verbose=0)
     assert "up to date" not in capsys.readouterr().out and (out / "model.keras").stat().st_mtime_ns != stamp
+
+
+def test_distillation_defaults_are_not_part_of_a_run_without_a_teacher(stores, tmp_path, monkeypatch, capsys):
+    from models import distill
+
+    train_dir, validate_dir = stores
+    out = tmp_path / "run"
+    card = train("logistic", train_dir, validate_dir, out, QUICK, verbose=0)
+    assert "teacher_weight" not in card.config["training"] and "teacher_temperature" not in card.config["training"]
+    monkeypatch.setattr(distill, "TEACHER_TEMPERATURE", 3.0)
+    capsys.readouterr()
+    train("logistic", train_dir, validate_dir, out, dataclasses.replace(QUICK, teacher_weight=0.9), verbose=0)
+    assert capsys.readouterr().out == f"{out}: up to date\n"
 
 
 def test_a_truncated_model_file_is_not_up_to_date(stores, tmp_path, capsys):
