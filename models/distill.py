@@ -24,7 +24,7 @@ from common.files import atomic_path
 from features.store import Store
 from models.inference import iter_scores, load_model_dir
 
-TEACHER_WEIGHT = 0.3  # the teacher's share of the targets (the best of 0.3 / 0.5 / 0.7 / 0.8 on the tuning seed)
+TEACHER_WEIGHT = 0.3  # the teacher's share of the targets (the best of 0.3 to 0.8 on the tuning seed)
 TEACHER_TEMPERATURE = 1.5  # divides the teacher's logits (the best of 1 to 4 on the tuning seed)
 
 

@@ -58,8 +58,8 @@ class LstmConfig:
 class QrnnConfig:
     """The light-weight frame-level QRNN (under 12M parameters at the defaults for 3,862 classes): the head
     reads the QRNN's last state, an attention-weighted mean of its states and the video's mean features;
-    its weights on the QRNN's features take a stronger L2, so that memorizing the training videos through
-    them does not stop the skip path from learning (see docs/models.md)."""
+    its weights on the QRNN's features, through which it memorizes the training videos, take a stronger L2
+    than those on the video's features (see docs/models.md)."""
 
     hidden: int = 512
     layers: int = 1
