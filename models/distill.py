@@ -30,20 +30,19 @@ TEACHER_TEMPERATURE = 1.5  # divides the teacher's logits (the best of 1 to 4 on
 
 @dataclass
 class Teacher:
-    """A teacher's model folder, its card, its share w of the targets, the transfer store if any, and the
-    temperature that softens its scores."""
+    """A teacher's model folder, its card, its share w of the targets, and the transfer store if any (its
+    scores are softened at TEACHER_TEMPERATURE)."""
 
     folder: Path
     card: Card
     weight: float
     transfer: Store | None = None
-    temperature: float = TEACHER_TEMPERATURE
 
     def describe(self) -> dict:
         """What the student's card says about its teacher."""
         return {"folder": str(self.folder.resolve()), "run": self.card.run, "model": self.card.model,
                 "level": self.card.level, "validation_gap": self.card.validation.get("gap"),
-                "weight": self.weight, "temperature": self.temperature,
+                "weight": self.weight, "temperature": TEACHER_TEMPERATURE,
                 "transfer": str(self.transfer.path.resolve()) if self.transfer else None,
                 "transfer_videos": len(self.transfer) if self.transfer else 0}
 
@@ -163,4 +162,4 @@ def training_targets(teacher: Teacher, train_store: Store, path: Path) -> tuple[
     by the teacher once into `path`."""
     videos = train_store if teacher.transfer is None else Joined(train_store, teacher.transfer)
     return videos, MixedTargets(videos, teacher_scores(teacher, videos, path), teacher.weight, len(train_store),
-                                teacher.temperature)
+                                TEACHER_TEMPERATURE)

@@ -146,9 +146,8 @@ def _qrnn_head(x, num_classes, cfg, video):
     h = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="both_directions")(parts)
     if cfg.dropout:
         h = keras.layers.Dropout(cfg.dropout, name="dropout")(h)
-    leading = (h.shape[-1], cfg.qrnn_l2)
-    return _head(keras.layers.Concatenate(name="with_video")([h, video]) if cfg.skip else h, num_classes, cfg,
-                 leading)
+    features = keras.layers.Concatenate(name="with_video")([h, video]) if cfg.skip else h
+    return _head(features, num_classes, cfg, leading=(h.shape[-1], cfg.qrnn_l2))
 
 
 def build_logistic(num_classes, cfg: LogisticConfig):
