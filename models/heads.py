@@ -40,6 +40,22 @@ class SquaredNorm(keras.regularizers.Regularizer):
         return {"l2": self.l2, "rows": self.rows, "rows_l2": self.rows_l2}
 
 
+@keras.saving.register_keras_serializable(package="yt8m")
+class ZeroTail(keras.initializers.Initializer):
+    """Dense's default start (Glorot uniform) on a kernel's first `rows` rows, zeros on the rest: the qrnn's
+    head starts its weights on the skip path at zero (models.zoo.QrnnConfig.zero_skip)."""
+
+    def __init__(self, rows):
+        self.rows = int(rows)
+
+    def __call__(self, shape, dtype=None):
+        first = keras.initializers.GlorotUniform()(shape, dtype)[: self.rows]
+        return ops.concatenate([first, ops.zeros((shape[0] - self.rows, *shape[1:]), dtype=first.dtype)])
+
+    def get_config(self):
+        return {"rows": self.rows}
+
+
 def prior_logit(num_classes, scale=1.0):
     """Initial output bias so that each class starts near its average frequency (about 3 / C), not at 0.5:
     otherwise the first thousands of steps only push 3,862 outputs down. `scale` divides the target
@@ -55,13 +71,16 @@ class MixtureOfExperts(keras.layers.Layer):
     as in the starter) and experts (C*M; biases start at the class prior). Output (B, C) in [0, 1].
     Both follow this layer's dtype policy and quantization (models.export), so an exported MoE reloads."""
 
-    def __init__(self, num_classes, experts=2, l2=1e-6, leading=(0, 0.0), quantization_config=None, **kwargs):
+    def __init__(self, num_classes, experts=2, l2=1e-6, leading=(0, 0.0), initializer="glorot_uniform",
+                 quantization_config=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes, self.experts, self.l2 = int(num_classes), int(experts), float(l2)
         self.leading = (int(leading[0]), float(leading[1]))
+        self.initializer = keras.initializers.get(initializer)
         self.quantization_config = keras.saving.deserialize_keras_object(quantization_config)
         penalty = l2_penalty(self.l2, self.num_classes, self.leading)
-        same = {"dtype": self.dtype_policy, "quantization_config": self.quantization_config}
+        same = {"dtype": self.dtype_policy, "quantization_config": self.quantization_config,
+                "kernel_initializer": self.initializer}
         self.gates = keras.layers.Dense(self.num_classes * (self.experts + 1), use_bias=False,
                                         kernel_regularizer=penalty, name="gates", **same)
         start = keras.initializers.Constant(prior_logit(self.num_classes, (self.experts + 1) / self.experts))
@@ -93,7 +112,7 @@ class MixtureOfExperts(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "experts": self.experts, "l2": self.l2,
-                "leading": list(self.leading),
+                "leading": list(self.leading), "initializer": keras.initializers.serialize(self.initializer),
                 "quantization_config": keras.saving.serialize_keras_object(self.quantization_config)}
 
 
@@ -103,16 +122,19 @@ def context_gating(x, name="context_gating"):
     return keras.layers.Multiply(name=name)([x, gate])
 
 
-def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False, leading=(0, 0.0)):
+def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False, leading=(0, 0.0),
+               initializer="glorot_uniform"):
     """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe"; `leading`
-    (n, l2_n) gives the weights reading the first n features their own L2 (models.zoo, the qrnn). Its matrix
+    (n, l2_n) gives the weights reading the first n features their own L2 and `initializer` starts the
+    kernels (models.zoo, the qrnn). Its matrix
     products follow the dtype policy (bfloat16 under mixed_bfloat16); the sigmoids and softmaxes, and so the
     probabilities, are float32 under every policy (why: docs/scaling.md, mixed precision)."""
     if gating:
         x = context_gating(x)
     if head == "moe":  # (models.zoo checks that head is one of HEADS)
-        return MixtureOfExperts(num_classes, experts, l2, leading, name="moe")(x)
+        return MixtureOfExperts(num_classes, experts, l2, leading, initializer, name="moe")(x)
     penalty = l2_penalty(l2, num_classes, leading)
     start = keras.initializers.Constant(prior_logit(num_classes))
-    logits = keras.layers.Dense(num_classes, kernel_regularizer=penalty, bias_initializer=start, name="logistic")(x)
+    logits = keras.layers.Dense(num_classes, kernel_initializer=initializer, kernel_regularizer=penalty,
+                                bias_initializer=start, name="logistic")(x)
     return keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(logits)

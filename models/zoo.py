@@ -19,7 +19,7 @@ import keras
 
 from common.errors import InputError
 from data.formats import AUDIO_SIZE, FEATURE_SIZE, RGB_SIZE
-from models.heads import HEADS, classifier
+from models.heads import HEADS, ZeroTail, classifier
 from models.inputs import FrameFeatures, VideoChunks, VideoFeatures
 from models.nextvlad import FeatureRange, batch_norm, nextvlad, se_context_gating
 from models.pooling import MODES as READOUTS
@@ -75,6 +75,7 @@ class QrnnConfig:
     readout: str = "last+attention"  # the QRNN's steps read by TemporalPooling modes joined by "+"
     bidirectional: bool = False  # also a QRNN over the reversed frames (twice the QRNN, a wider head)
     skip: bool = True  # the head also reads the video's mean features, what the video-level models read
+    zero_skip: bool = True  # the head's weights on the skip path start at zero (else Glorot, as the rest)
     dropout: float = 0.0  # on the QRNN's pooled features (not the skip path), training only
 
 
@@ -132,8 +133,8 @@ def _frame_inputs():
     return inputs, FrameFeatures(name="frame_features")([frames, num_frames])
 
 
-def _head(x, num_classes, cfg, leading=(0, 0.0)):
-    return classifier(x, num_classes, cfg.head, cfg.experts, cfg.l2, cfg.context_gating, leading)
+def _head(x, num_classes, cfg, leading=(0, 0.0), initializer="glorot_uniform"):
+    return classifier(x, num_classes, cfg.head, cfg.experts, cfg.l2, cfg.context_gating, leading, initializer)
 
 
 def _qrnn_head(x, num_classes, cfg, video):
@@ -147,7 +148,8 @@ def _qrnn_head(x, num_classes, cfg, video):
     if cfg.dropout:
         h = keras.layers.Dropout(cfg.dropout, name="dropout")(h)
     features = keras.layers.Concatenate(name="with_video")([h, video]) if cfg.skip else h
-    return _head(features, num_classes, cfg, leading=(h.shape[-1], cfg.qrnn_l2))
+    start = ZeroTail(h.shape[-1]) if cfg.skip and cfg.zero_skip else "glorot_uniform"
+    return _head(features, num_classes, cfg, (h.shape[-1], cfg.qrnn_l2), start)
 
 
 def build_logistic(num_classes, cfg: LogisticConfig):

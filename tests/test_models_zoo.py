@@ -174,7 +174,7 @@ def test_qrnn_learns_the_order_of_frames():
 def test_the_skip_path_reads_the_video_features():
     x = _batch("frame", np.random.default_rng(6), batch=3, steps=5)
     other = {**x, "video": x["video"][::-1].copy()}
-    with_skip = zoo.build("qrnn", CLASSES, {"hidden": 8})
+    with_skip = zoo.build("qrnn", CLASSES, {"hidden": 8, "zero_skip": False})  # (zero weights read nothing)
     without = zoo.build("qrnn", CLASSES, {"hidden": 8, "skip": False})
     assert np.abs(with_skip.predict(x, verbose=0) - with_skip.predict(other, verbose=0)).max() > 1e-4
     np.testing.assert_allclose(without.predict(x, verbose=0), without.predict(other, verbose=0), atol=1e-6)
@@ -191,13 +191,27 @@ def test_l2_penalty_is_the_starter_penalty_per_class(name):
 
 @pytest.mark.parametrize("head", ["logistic", "moe"])
 def test_qrnn_l2_weighs_the_head_rows_reading_the_qrnn_and_l2_the_skip_rows(head):
-    model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "l2": 0.5, "qrnn_l2": 2.0})
+    model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "l2": 0.5, "qrnn_l2": 2.0, "zero_skip": False})
     width = 16  # hidden 8, read as its last state and its attention-weighted mean
     kernels = [keras.ops.convert_to_numpy(w) for w in model.weights
                if "kernel" in w.path and w.shape[0] == width + FEATURE_SIZE]
     want = sum(2.0 / CLASSES * np.sum(k[:width] ** 2) + 0.5 / CLASSES * np.sum(k[width:] ** 2) for k in kernels)
     assert len(kernels) == (1 if head == "logistic" else 2)
     assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("head", ["logistic", "moe"])
+def test_qrnn_head_starts_its_skip_rows_at_zero_and_its_qrnn_rows_as_dense_does(head):
+    width = 16  # hidden 8, read as its last state and its attention-weighted mean
+    for zero_skip in (True, False):
+        model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "zero_skip": zero_skip})
+        kernels = [keras.ops.convert_to_numpy(w) for w in model.weights
+                   if "kernel" in w.path and w.shape[0] == width + FEATURE_SIZE]
+        assert len(kernels) == (1 if head == "logistic" else 2)
+        for k in kernels:
+            limit = np.sqrt(6 / sum(k.shape))  # Glorot uniform's bound
+            assert 0.3 * limit < np.abs(k[:width]).max() <= limit
+            assert (np.abs(k[width:]).max() == 0) == zero_skip
 
 
 @pytest.mark.parametrize("name, config", [("logistic", {"l2": 0.5}),
