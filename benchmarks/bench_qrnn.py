@@ -27,15 +27,17 @@ from benchmarks.runs import ROLES, mean_sd, synthetic_world, train_and_score  # 
 from models import zoo  # noqa: E402
 from models.train import TrainOptions  # noqa: E402
 
-FLAT = {"qrnn_l2": 1e-8}  # the head's L2 the same on every weight (the starter's 1e-8), as before
+GLOROT = {"zero_skip": False}  # the head's weights on the skip path start as the others do (Glorot), as before
+FLAT = {**GLOROT, "qrnn_l2": 1e-8}  # ... and the head's L2 the same on every weight (the starter's 1e-8)
 OLD = {**FLAT, "hidden": 1024, "readout": "last", "skip": False}  # the design before: the last state alone
 # (run name, what changes, config overrides of the default, training option overrides)
 VARIANTS = [
     ("old", "before: the last state only, hidden 1024", OLD, {}),
     ("old-lastmax", "... by the last and the largest", {**OLD, "readout": "last+max"}, {}),
     ("lastmax", "... with the skip path, hidden 512", {**FLAT, "readout": "last+max"}, {}),
-    ("attention", "... the last state and attention over all states (the previous default)", FLAT, {}),
-    ("qrnn", "**today's default: ... and L2 3e-3 on the head's weights that read the QRNN**", {}, {}),
+    ("attention", "... the last state and attention over all states", FLAT, {}),
+    ("head-l2", "... and L2 3e-3 on the head's weights that read the QRNN (the previous default)", GLOROT, {}),
+    ("qrnn", "**today's default: ... and the head's weights on the skip path starting at zero**", {}, {}),
     ("no-skip", "default without the skip path", {"skip": False}, {}),
     ("bidirectional", "bidirectional, hidden 256 (as many parameters)", {"bidirectional": True, "hidden": 256}, {}),
     ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),
