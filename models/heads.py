@@ -126,9 +126,9 @@ def classifier(x, num_classes, head="logistic", experts=2, l2=1e-8, gating=False
                initializer="glorot_uniform"):
     """Class probabilities (B, num_classes) from features (B, D): `head` is "logistic" or "moe"; `leading`
     (n, l2_n) gives the weights reading the first n features their own L2 and `initializer` starts the
-    kernels (models.zoo, the qrnn). Its matrix
-    products follow the dtype policy (bfloat16 under mixed_bfloat16); the sigmoids and softmaxes, and so the
-    probabilities, are float32 under every policy (why: docs/scaling.md, mixed precision)."""
+    kernels (models.zoo, the qrnn). Its matrix products follow the dtype policy (bfloat16 under
+    mixed_bfloat16); the sigmoids and softmaxes, and so the probabilities, are float32 under every policy
+    (why: docs/scaling.md, mixed precision)."""
     if gating:
         x = context_gating(x)
     if head == "moe":  # (models.zoo checks that head is one of HEADS)
