@@ -173,7 +173,8 @@ def training_steps(world: Path, sizes: dict) -> dict:
         with dtype_policy(precision):
             keras.utils.set_random_seed(0)
             net = zoo.build(model, store.num_classes, config if model == "qrnn" else None)
-            compile_model(net, TrainOptions(learning_rate=zoo.spec(model).learning_rate))
+            compile_model(net, TrainOptions(learning_rate=zoo.spec(model).learning_rate,
+                                              clipnorm=zoo.spec(model).clipnorm))
             net.optimizer.build(net.trainable_variables)
         iterator = iter(strategy.distribute_datasets_from_function(data.dataset))
         step = make_train_step(net, strategy, 0)

@@ -57,7 +57,7 @@ class TrainOptions:
     frames: int | None = None  # frame-level models: frames sampled per video (None: DEFAULT_FRAMES)
     seed: int = 0
     patience: int = 3  # stop after this many epochs without a better validation GAP
-    clipnorm: float = 1.0  # gradient-norm clipping, as the starter code does
+    clipnorm: float | None = None  # Adam's per-variable gradient-norm clip (None: the model's own, models.zoo; 0: none)
     strategy: str = "default"  # tf.distribute: one device, the local devices ("mirrored"), TF_CONFIG's workers
     precision: str = "float32"  # Keras dtype policy: float32, mixed_bfloat16 (CPUs), mixed_float16 (GPUs)
     teacher: str | None = None  # distillation: a model folder whose scores mix into the targets (models.distill)
@@ -150,10 +150,11 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
     smaller. Adam ignores the loss scale except through its epsilon and the clip norm, and Keras' epsilon
     (1e-7) then swamps the kernels' gradients (benchmarks/RESULTS.md, development measurements). Dividing
     the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2 penalties are
-    divided by C for the same reason: models.heads.l2_penalty)."""
+    divided by C for the same reason: models.heads.l2_penalty). `options` as train() resolves them: a
+    clip norm of 0 or None clips nothing (the qrnn's own, models.zoo)."""
     classes = model.output_shape[-1]
     optimizer = FusedAdam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
-                          clipnorm=options.clipnorm / classes)
+                          clipnorm=options.clipnorm / classes if options.clipnorm else None)
     model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
 
 
@@ -233,6 +234,8 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
     options = options or TrainOptions()
     if options.learning_rate is None:
         options = dataclasses.replace(options, learning_rate=zoo.spec(name).learning_rate)
+    if options.clipnorm is None:
+        options = dataclasses.replace(options, clipnorm=zoo.spec(name).clipnorm)
     check_options(options)
     out = Path(out)
     train_store, validate_store = open_stores(name, train_dir, validate_dir)

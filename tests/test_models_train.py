@@ -103,6 +103,7 @@ def test_every_model_trains_saves_and_reloads(name, stores, tmp_path):
     assert card.config["model"] == {**zoo.make_config(name).__dict__, **TINY[name]}
     assert card.config["training"]["frames"] == (6 if card.level == "frame" else None)
     assert card.config["training"]["learning_rate"] == zoo.spec(name).learning_rate  # the model's own default
+    assert card.config["training"]["clipnorm"] == zoo.spec(name).clipnorm  # ... and its own gradient clip
     assert (card.strategy, card.replicas, card.precision) == ("default", 1, "float32")
     # The card's rate leaves out the run's first step, which traces the graph (seconds, where steps take ms).
     assert card.train_videos_per_second > card.train_videos * card.epochs / card.train_seconds
