@@ -38,7 +38,7 @@ from data.formats import NUM_CLASSES  # noqa: E402
 from features.store import Store  # noqa: E402
 from models import zoo  # noqa: E402
 from models.batches import StoreBatches  # noqa: E402
-from models.train import TrainOptions, compile_model, train  # noqa: E402
+from models.train import TrainOptions, compile_model, model_options, train  # noqa: E402
 
 FRAME_MODELS = ("qrnn", "lstm", "moe", "logistic")  # run_all.sh's defaults on frame-level data
 VIDEO_MODELS = ("qrnn-video", "moe", "logistic")  # ... and on video-level data
@@ -65,8 +65,7 @@ def speed(store_dir: Path, sizes: dict, names=("qrnn", "lstm")) -> tuple[str, di
     for name in names:
         keras.utils.set_random_seed(0)
         model = zoo.build(name, store.num_classes)
-        compile_model(model, TrainOptions(learning_rate=zoo.spec(name).learning_rate,
-                                            clipnorm=zoo.spec(name).clipnorm))
+        compile_model(model, model_options(name))
         model.train_on_batch(*batches[0])  # trace once before timing
         model.predict_on_batch(batches[0][0])
         models[name] = model
@@ -115,6 +114,13 @@ def sizes_of_models(folder: Path) -> str:
 # ---------------------------------------------------------------- 2. synthetic worlds
 
 
+def run_folder(work: Path, seed: int, name: str, rate: float | None) -> Path:
+    """Where a run of `name` at `rate` (None: its default) on world `seed` lives: the grid's run at the
+    chosen rate, or at the default rate, is then the table's run, trained once."""
+    default = rate is None or rate == zoo.spec(name).learning_rate
+    return work / "runs" / f"seed{seed}" / (name if default else f"{name}-{rate}")
+
+
 def tuned_rates(work: Path, sizes: dict) -> tuple[dict, str]:
     """The learning rate out of RATES with the best validation GAP on the tuning world (seed 0) for each
     baseline in TUNED, and a table of the grid."""
@@ -122,7 +128,7 @@ def tuned_rates(work: Path, sizes: dict) -> tuple[dict, str]:
     gaps = {}
     for name in TUNED:
         for rate in RATES:
-            card = train(name, world / "train", world / "validate", work / "runs" / "seed0-grid" / f"{name}-{rate}",
+            card = train(name, world / "train", world / "validate", run_folder(work, 0, name, rate),
                          TrainOptions(epochs=sizes["epochs"], learning_rate=rate), verbose=0)
             gaps[name, rate] = card.validation["gap"]
     best = {name: max(RATES, key=lambda rate: gaps[name, rate]) for name in TUNED}
@@ -144,10 +150,8 @@ def synthetic(seeds: list[int], work: Path, sizes: dict) -> tuple[str, dict]:
         world = synthetic_world(work / "synthetic", seed, sizes["videos"])
         for row, (name, rate) in runs.items():
             options = TrainOptions(epochs=sizes["epochs"], learning_rate=rate)
-            folder = name if rate is None else f"{name}-{rate}"
             results[seed, row] = train_and_score(name, world / "train", world / "validate", world / "test",
-                                                 work / "runs" / f"seed{seed}" / folder, options,
-                                                 seed_of_world=seed)
+                                                 run_folder(work, seed, name, rate), options, seed_of_world=seed)
             print(f"seed {seed} {row}: test GAP {results[seed, row].gap:.4f}", flush=True)
     unseen = [s for s in seeds if s != 0] or seeds
     lines = [f"Test split of each world; mean ± sd over the worlds nobody tuned on (seeds "

@@ -47,7 +47,7 @@ from models import zoo  # noqa: E402
 from models.batches import StoreBatches, model_inputs, ordered_batches  # noqa: E402
 from models.inference import load_model_dir, sampled_frames  # noqa: E402
 from models.qrnn import POOLINGS  # noqa: E402
-from models.train import DEFAULT_FRAMES, TrainOptions, compile_model, dtype_policy, make_train_step  # noqa: E402
+from models.train import DEFAULT_FRAMES, compile_model, dtype_policy, make_train_step, model_options  # noqa: E402
 from submissions.predict import predict  # noqa: E402
 
 FULL = dict(videos=(2000, 400, 400), seeds=(0, 1), epochs=3, batch=64, config=[], rounds=15, steps=2,
@@ -173,8 +173,7 @@ def training_steps(world: Path, sizes: dict) -> dict:
         with dtype_policy(precision):
             keras.utils.set_random_seed(0)
             net = zoo.build(model, store.num_classes, config if model == "qrnn" else None)
-            compile_model(net, TrainOptions(learning_rate=zoo.spec(model).learning_rate,
-                                              clipnorm=zoo.spec(model).clipnorm))
+            compile_model(net, model_options(model))
             net.optimizer.build(net.trainable_variables)
         iterator = iter(strategy.distribute_datasets_from_function(data.dataset))
         step = make_train_step(net, strategy, 0)

@@ -143,6 +143,16 @@ def check_options(options: TrainOptions) -> None:
             raise InputError(flag, f"must be one of {', '.join(known)}, not {value!r}")
 
 
+def model_options(name: str, options: TrainOptions | None = None) -> TrainOptions:
+    """`options` (default: TrainOptions()) with the fields left None for the model filled in from the
+    registry: model `name`'s own learning rate and gradient clip (models.zoo)."""
+    options = options or TrainOptions()
+    spec = zoo.spec(name)
+    return dataclasses.replace(options, learning_rate=spec.learning_rate if options.learning_rate is None
+                               else options.learning_rate,
+                               clipnorm=spec.clipnorm if options.clipnorm is None else options.clipnorm)
+
+
 def compile_model(model: keras.Model, options: TrainOptions) -> None:
     """Adam on binary cross-entropy, taking the starter code's steps.
 
@@ -150,8 +160,8 @@ def compile_model(model: keras.Model, options: TrainOptions) -> None:
     smaller. Adam ignores the loss scale except through its epsilon and the clip norm, and Keras' epsilon
     (1e-7) then swamps the kernels' gradients (benchmarks/RESULTS.md, development measurements). Dividing
     the starter's epsilon (1e-8) and clip norm by C restores its steps exactly (the L2 penalties are
-    divided by C for the same reason: models.heads.l2_penalty). `options` as train() resolves them: a
-    clip norm of 0 or None clips nothing (the qrnn's own, models.zoo)."""
+    divided by C for the same reason: models.heads.l2_penalty). `options` as model_options fills them in:
+    a clip norm of 0 clips nothing (the qrnn's own, models.zoo)."""
     classes = model.output_shape[-1]
     optimizer = FusedAdam(learning_rate=options.learning_rate, epsilon=1e-8 / classes,
                           clipnorm=options.clipnorm / classes if options.clipnorm else None)
@@ -231,11 +241,7 @@ def train(name: str, train_dir, validate_dir, out, options: TrainOptions | None 
     or says "up to date" when `out` already holds this training on these inputs. Returns the card (None on
     a worker other than the chief). `after_epoch(epochs_done)` runs after each checkpoint; verbose=1 shows
     a progress bar ("auto": on a terminal)."""
-    options = options or TrainOptions()
-    if options.learning_rate is None:
-        options = dataclasses.replace(options, learning_rate=zoo.spec(name).learning_rate)
-    if options.clipnorm is None:
-        options = dataclasses.replace(options, clipnorm=zoo.spec(name).clipnorm)
+    options = model_options(name, options)
     check_options(options)
     out = Path(out)
     train_store, validate_store = open_stores(name, train_dir, validate_dir)
