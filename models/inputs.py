@@ -43,6 +43,26 @@ class FrameFeatures(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
+class CenteredFrames(keras.layers.Layer):
+    """Masked frames (B, T, D) -> each real frame minus the mean of its video's real frames; padding stays
+    zero and the mask passes through. The qrnn's QRNN reads what changes within a video, while its skip
+    path reads the video's mean (models.zoo.QrnnConfig.centered). Not causal: every step sees the mean."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        real = ops.ones(ops.shape(inputs)[:2], "bool") if mask is None else ops.cast(mask, "bool")
+        weight = ops.expand_dims(ops.cast(real, inputs.dtype), -1)
+        count = ops.maximum(ops.sum(weight, axis=1, keepdims=True), 1.0)
+        return (inputs - ops.sum(inputs * weight, axis=1, keepdims=True) / count) * weight
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
 class VideoFeatures(keras.layers.Layer):
     """Video features (B, 1152) (mean rgb, then mean audio) -> the same vector through `unit_mean_square`."""
 

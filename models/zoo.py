@@ -20,7 +20,7 @@ import keras
 from common.errors import InputError
 from data.formats import AUDIO_SIZE, FEATURE_SIZE, RGB_SIZE
 from models.heads import HEADS, ZeroTail, classifier
-from models.inputs import FrameFeatures, VideoChunks, VideoFeatures
+from models.inputs import CenteredFrames, FrameFeatures, VideoChunks, VideoFeatures
 from models.nextvlad import FeatureRange, batch_norm, nextvlad, se_context_gating
 from models.pooling import MODES as READOUTS
 from models.pooling import Reverse, TemporalPooling
@@ -56,8 +56,9 @@ class LstmConfig:
 
 @dataclass
 class QrnnConfig:
-    """The light-weight frame-level QRNN (under 12M parameters at the defaults for 3,862 classes): the head
-    reads the QRNN's last state, an attention-weighted mean of its states and the video's mean features;
+    """The light-weight frame-level QRNN (under 12M parameters at the defaults for 3,862 classes): the QRNN
+    reads the frames minus their video's mean; the head reads its last state, an attention-weighted mean of
+    its states and the video's mean features (the skip path, what the video-level models read);
     its weights on the QRNN's features, through which it memorizes the training videos, take a stronger L2
     than those on the video's features (see docs/models.md)."""
 
@@ -77,6 +78,7 @@ class QrnnConfig:
     skip: bool = True  # the head also reads the video's mean features, what the video-level models read
     zero_skip: bool = True  # the head's weights on the skip path start at zero (else Glorot, as the rest)
     dropout: float = 0.0  # on the QRNN's pooled features (not the skip path), training only
+    centered: bool = True  # the QRNN reads each frame minus its video's mean frame (the skip path has the mean)
 
 
 @dataclass
@@ -91,6 +93,7 @@ class QrnnVideoConfig(QrnnConfig):
     zoneout: float = 0.0  # 9 steps: nothing to gain from zoneout
     qrnn_l2: float = 1e-8  # as l2: the qrnn's 3e-3 was chosen on synthetic frames, not measured on real shards
     zero_skip: bool = False  # Glorot, as the rest: the zero start scored lower on real fold A (RESULTS.md)
+    centered: bool = False  # the chunks of one vector are not frames: nothing to center
 
 
 @dataclass
@@ -143,6 +146,8 @@ def _qrnn_head(x, num_classes, cfg, video):
     """The QRNN's steps pooled by `cfg.readout` (both directions when bidirectional), then, with
     `cfg.skip`, the normalized video features `video`, into the head: `cfg.qrnn_l2` on the QRNN's part."""
     options = dict(window=cfg.window, pooling=cfg.pooling, zoneout=cfg.zoneout)
+    if cfg.centered:
+        x = CenteredFrames(name="centered")(x)
     pool = TemporalPooling(cfg.readout.split("+"), name="readout")
     runs = [x, Reverse(name="reversed")(x)] if cfg.bidirectional else [x]
     parts = [pool(qrnn_stack(seq, cfg.hidden, cfg.layers, cfg.dense, sequences=True, **options)) for seq in runs]

@@ -9,7 +9,7 @@ from common.errors import InputError
 from data.formats import FEATURE_SIZE
 from data.quantization import dequantize
 from models import zoo
-from models.inputs import FrameFeatures, VideoChunks, VideoFeatures
+from models.inputs import CenteredFrames, FrameFeatures, VideoChunks, VideoFeatures
 
 CLASSES = 12
 SMALL = {  # small configurations so the tests stay fast; the defaults are checked by parameter count
@@ -79,6 +79,32 @@ def test_frame_features_dequantize_and_normalize_each_frame():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
     mask = keras.ops.convert_to_numpy(layer.compute_mask([frames, np.array([3, 1], "int32")]))
     assert mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_centered_frames_subtract_the_mean_of_the_real_frames_and_keep_padding_zero():
+    frames = np.random.default_rng(7).integers(0, 256, size=(2, 4, FEATURE_SIZE), dtype=np.uint8)
+    num_frames = np.array([4, 2], "int32")
+    features = FrameFeatures()
+    x, mask = features([frames, num_frames]), features.compute_mask([frames, num_frames])
+    out = keras.ops.convert_to_numpy(CenteredFrames()(x, mask=mask))
+    x = keras.ops.convert_to_numpy(x)
+    np.testing.assert_allclose(out[0], x[0] - x[0].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(out[1, :2], x[1, :2] - x[1, :2].mean(axis=0), atol=1e-5)
+    assert not out[1, 2:].any()  # padding: zeros, whatever the padded frames held
+    assert keras.ops.convert_to_numpy(CenteredFrames().compute_mask(x, mask)).tolist() == \
+        keras.ops.convert_to_numpy(mask).tolist()
+
+
+def test_centered_qrnn_reads_only_what_changes_within_a_video():
+    """Videos of one repeated frame look alike to the centered QRNN whatever the frame (skip path off)."""
+    rng = np.random.default_rng(8)
+    still = np.repeat(rng.integers(0, 256, size=(3, 1, FEATURE_SIZE), dtype=np.uint8), 5, axis=1)
+    x = {"frames": still, "num_frames": np.array([5, 3, 5], "int32"), "video": np.zeros((3, FEATURE_SIZE), "float32")}
+    config = {"hidden": 8, "skip": False, "zoneout": 0.0}
+    centered = zoo.build("qrnn", CLASSES, config).predict(x, verbose=0)
+    raw = zoo.build("qrnn", CLASSES, {**config, "centered": False}).predict(x, verbose=0)
+    np.testing.assert_allclose(centered[0], centered[2], atol=1e-6)
+    assert np.abs(raw[0] - raw[2]).max() > 1e-4
 
 
 def test_video_features_are_normalized_and_chunks_read_audio_first_and_the_first_rgb_components_last():
