@@ -27,7 +27,8 @@ from benchmarks.runs import ROLES, mean_sd, synthetic_world, train_and_score  # 
 from models import zoo  # noqa: E402
 from models.train import TrainOptions  # noqa: E402
 
-RAW = {"centered": False}  # the QRNN reads the frames themselves, as before
+STARTER_L2 = {"l2": 1e-8}  # the head's weights on the skip path take the starter's L2, as before
+RAW = {**STARTER_L2, "centered": False}  # ... and the QRNN reads the frames themselves, as before
 GLOROT = {**RAW, "zero_skip": False}  # the head's weights on the skip path start as the others do (Glorot)
 FLAT = {**GLOROT, "qrnn_l2": 1e-8}  # ... and the head's L2 the same on every weight (the starter's 1e-8)
 OLD = {**FLAT, "hidden": 1024, "readout": "last", "skip": False}  # the design before: the last state alone
@@ -40,8 +41,9 @@ VARIANTS = [
     ("attention", "... the last state and attention over all states", FLAT, BEFORE),
     ("head-l2", "... and L2 3e-3 on the head's weights that read the QRNN", GLOROT, BEFORE),
     ("zero-skip", "... and the head's weights on the skip path starting at zero", RAW, BEFORE),
-    ("raw", "... trained at learning rate 0.005 without gradient clipping (the previous default)", RAW, {}),
-    ("qrnn", "**today's default: ... the QRNN reading each frame minus its video's mean frame**", {}, {}),
+    ("raw", "... trained at learning rate 0.005 without gradient clipping", RAW, {}),
+    ("centered", "... the QRNN reading each frame minus its video's mean frame (the previous default)", STARTER_L2, {}),
+    ("qrnn", "**today's default: ... and L2 1e-3 on the head's weights on the skip path**", {}, {}),
     ("clip", "default with the starter's gradient clip (1.0 per variable)", {}, {"clipnorm": 1.0}),
     ("no-skip", "default without the skip path (nothing reads the video's mean)", {"skip": False}, {}),
     ("bidirectional", "bidirectional, hidden 256 (as many parameters)", {"bidirectional": True, "hidden": 256}, {}),
