@@ -89,7 +89,8 @@ def speed(store_dir: Path, sizes: dict, names=("qrnn", "lstm")) -> tuple[str, di
              "| model | configuration | parameters | train videos/s | inference videos/s |", "|---|---|---|---|---|"]
     for name, model in models.items():
         cfg = zoo.make_config(name)
-        lines.append(f"| {name} | hidden {cfg.hidden} | {model.count_params():,} | {rate[name][0]:.1f} | "
+        both = " per direction, both directions" if getattr(cfg, "bidirectional", False) else ""
+        lines.append(f"| {name} | hidden {cfg.hidden}{both} | {model.count_params():,} | {rate[name][0]:.1f} | "
                      f"{rate[name][1]:.1f} |")
     a, b = names
     ratio = {"train": rate[a][0] / rate[b][0], "inference": rate[a][1] / rate[b][1]}

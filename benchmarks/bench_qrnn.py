@@ -27,7 +27,8 @@ from benchmarks.runs import ROLES, mean_sd, synthetic_world, train_and_score  # 
 from models import zoo  # noqa: E402
 from models.train import TrainOptions  # noqa: E402
 
-STARTER_L2 = {"l2": 1e-8}  # the head's weights on the skip path take the starter's L2, as before
+ONE_WAY = {"bidirectional": False, "hidden": 512}  # one QRNN, forward in time, as before
+STARTER_L2 = {**ONE_WAY, "l2": 1e-8}  # ... and the head's weights on the skip path take the starter's L2
 RAW = {**STARTER_L2, "centered": False}  # ... and the QRNN reads the frames themselves, as before
 GLOROT = {**RAW, "zero_skip": False}  # the head's weights on the skip path start as the others do (Glorot)
 FLAT = {**GLOROT, "qrnn_l2": 1e-8}  # ... and the head's L2 the same on every weight (the starter's 1e-8)
@@ -42,11 +43,11 @@ VARIANTS = [
     ("head-l2", "... and L2 3e-3 on the head's weights that read the QRNN", GLOROT, BEFORE),
     ("zero-skip", "... and the head's weights on the skip path starting at zero", RAW, BEFORE),
     ("raw", "... trained at learning rate 0.005 without gradient clipping", RAW, {}),
-    ("centered", "... the QRNN reading each frame minus its video's mean frame (the previous default)", STARTER_L2, {}),
-    ("qrnn", "**today's default: ... and L2 1e-3 on the head's weights on the skip path**", {}, {}),
+    ("centered", "... the QRNN reading each frame minus its video's mean frame", STARTER_L2, {}),
+    ("skip-l2", "... and L2 1e-3 on the head's weights on the skip path (the previous default)", ONE_WAY, {}),
+    ("qrnn", "**today's default: ... bidirectional, hidden 256 per direction (as many parameters)**", {}, {}),
     ("clip", "default with the starter's gradient clip (1.0 per variable)", {}, {"clipnorm": 1.0}),
     ("no-skip", "default without the skip path (nothing reads the video's mean)", {"skip": False}, {}),
-    ("bidirectional", "bidirectional, hidden 256 (as many parameters)", {"bidirectional": True, "hidden": 256}, {}),
     ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),
 ]
 

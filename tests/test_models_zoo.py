@@ -123,10 +123,10 @@ def test_parameter_counts_match_hand_computation():
     assert zoo.build("logistic", c).count_params() == d * c + c
     # MoE, M = 2: gates d x c(M+1) without bias, experts d x cM with bias
     assert zoo.build("moe", c).count_params() == d * c * 3 + d * c * 2 + c * 2 == 22_252_844
-    # window 2, z f o gates; attention scores (h + 1); a logistic head on the last state and the attention
-    # readout (2h) and the video features (d)
+    # two directions of window 2, z f o gates; attention scores (h + 1, shared by both directions); a
+    # logistic head on each direction's last state and attention readout (4h) and the video features (d)
     qrnn, h = zoo.build("qrnn", c), zoo.QrnnConfig().hidden
-    assert qrnn.count_params() == 2 * d * 3 * h + 3 * h + h + 1 + (2 * h + d) * c + c
+    assert qrnn.count_params() == 2 * (2 * d * 3 * h + 3 * h) + h + 1 + (4 * h + d) * c + c
     assert qrnn.count_params() <= 12_000_000
     h = zoo.QrnnVideoConfig().hidden
     assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + (2 * h + d) * c + c
@@ -218,7 +218,7 @@ def test_l2_penalty_is_the_starter_penalty_per_class(name):
 @pytest.mark.parametrize("head", ["logistic", "moe"])
 def test_qrnn_l2_weighs_the_head_rows_reading_the_qrnn_and_l2_the_skip_rows(head):
     model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "l2": 0.5, "qrnn_l2": 2.0, "zero_skip": False})
-    width = 16  # hidden 8, read as its last state and its attention-weighted mean
+    width = 32  # hidden 8 in each direction, each read as its last state and its attention-weighted mean
     kernels = [keras.ops.convert_to_numpy(w) for w in model.weights
                if "kernel" in w.path and w.shape[0] == width + FEATURE_SIZE]
     want = sum(2.0 / CLASSES * np.sum(k[:width] ** 2) + 0.5 / CLASSES * np.sum(k[width:] ** 2) for k in kernels)
@@ -228,7 +228,7 @@ def test_qrnn_l2_weighs_the_head_rows_reading_the_qrnn_and_l2_the_skip_rows(head
 
 @pytest.mark.parametrize("head", ["logistic", "moe"])
 def test_qrnn_head_starts_its_skip_rows_at_zero_and_its_qrnn_rows_as_dense_does(head):
-    width = 16  # hidden 8, read as its last state and its attention-weighted mean
+    width = 32  # hidden 8 in each direction, each read as its last state and its attention-weighted mean
     for zero_skip in (True, False):
         model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "zero_skip": zero_skip})
         kernels = [keras.ops.convert_to_numpy(w) for w in model.weights
