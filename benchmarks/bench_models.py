@@ -89,7 +89,7 @@ def speed(store_dir: Path, sizes: dict, names=("qrnn", "lstm")) -> tuple[str, di
              "| model | configuration | parameters | train videos/s | inference videos/s |", "|---|---|---|---|---|"]
     for name, model in models.items():
         cfg = zoo.make_config(name)
-        both = " per direction, both directions" if getattr(cfg, "bidirectional", False) else ""
+        both = " x 2 directions" if getattr(cfg, "bidirectional", False) else ""
         lines.append(f"| {name} | hidden {cfg.hidden}{both} | {model.count_params():,} | {rate[name][0]:.1f} | "
                      f"{rate[name][1]:.1f} |")
     a, b = names

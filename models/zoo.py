@@ -72,7 +72,7 @@ class QrnnConfig:
     head: str = "logistic"  # or "moe"
     experts: int = 2  # moe head only
     context_gating: bool = False
-    l2: float = 1e-3  # L2 of the head's weights on the skip path (the starter's 1e-8 elsewhere in the zoo)
+    l2: float = 1e-3  # L2 of the head's weights on the skip path (the starter's is 1e-8)
     qrnn_l2: float = 3e-3  # L2 of the head's weights that read the QRNN's features (not the skip path)
     readout: str = "last+attention"  # the QRNN's steps read by TemporalPooling modes joined by "+"
     bidirectional: bool = True  # also a QRNN over the reversed frames (twice the QRNN, a wider head)
