@@ -21,6 +21,7 @@ runs are kept in --workdir (default: a temporary folder), so a re-run with the s
 
 import argparse
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ quiet_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.results import write_section  # noqa: E402
+from benchmarks.results import read_section, write_section  # noqa: E402
 from benchmarks.runs import ROLES, mean_sd, real_split, synthetic_world, train_and_score  # noqa: E402
 from data.formats import NUM_CLASSES  # noqa: E402
 from features.store import Store  # noqa: E402
@@ -185,6 +186,22 @@ def synthetic(seeds: list[int], work: Path, sizes: dict) -> tuple[str, dict]:
 
 # ---------------------------------------------------------------- 3. real shards
 
+REAL_HEADING = "### Real 2018 video-level shards"
+KEPT = "Not re-run"
+
+
+def kept_real_tables(previous: str) -> str:
+    """The real-shard tables of the Models section `previous` (RESULTS.md), for a run without the shards:
+    marked with the date they were measured, so a run elsewhere does not erase them."""
+    if REAL_HEADING not in previous:
+        return "Real 2018 shards not found: skipped."
+    tables = previous.split(REAL_HEADING, 1)[1].split("Whole benchmark:", 1)[0].strip()
+    if tables.startswith(KEPT) or tables.startswith("Real 2018 shards not found"):
+        return tables
+    measured = re.search(r"\((\d{4}-\d{2}-\d{2});", previous)
+    when = f"the run of {measured.group(1)}" if measured else "an earlier run"
+    return f"{KEPT} (the shards were absent): the tables of {when} of this script.\n\n{tables}"
+
 
 def real(work: Path, sizes: dict) -> str:
     """logistic, moe and qrnn-video with `models train` defaults on each fold of the real shards."""
@@ -192,7 +209,7 @@ def real(work: Path, sizes: dict) -> str:
     for fold, (train_glob, validate_glob) in sizes["folds"].items():
         stores = real_split(work / "real" / fold, train_glob, validate_glob)
         if stores is None:
-            return "Real 2018 shards not found: skipped."
+            return kept_real_tables(read_section("Models"))
         options = TrainOptions(**sizes["real_options"])
         lines += [f"Fold {fold}: train `{train_glob}` ({len(Store(stores[0])):,} videos), validate "
                   f"`{validate_glob}` ({len(Store(stores[1])):,} videos); `models train` defaults "

@@ -16,6 +16,13 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def read_section(name: str, path: Path = RESULTS) -> str:
+    """The text of section `name` as write_section wrote it (stamp line included), or "" when absent."""
+    text = path.read_text() if path.exists() else ""
+    found = re.search(re.escape(f"<!-- begin {name} -->") + "(.*?)" + re.escape(f"<!-- end {name} -->"), text, re.S)
+    return found.group(1).strip() if found else ""
+
+
 def write_section(name: str, command: str, body: str, path: Path = RESULTS) -> None:
     """Replace (or append) the section `name` with `body`, stamped with the command and the machine."""
     text = path.read_text() if path.exists() else HEADER
