@@ -179,7 +179,21 @@ def synthetic(seeds: list[int], work: Path, sizes: dict) -> tuple[str, dict]:
                  for n in runs]
         lines.append(f"| {seed} | " + " | ".join(cells)
                      + f" | {results[seed, 'qrnn'].gap - defaults:+.4f} | {margins[seed]:+.4f} |")
-    lines = [grid, "", *lines]
+    lines += ["", "Mean per-class AP of each role, every world (seed 0: the tuning world), and the qrnn's lead over "
+              "the best of the video-level models (moe and logistic, every rate):", "",
+              "| role | seed | " + " | ".join(runs) + " | qrnn - best video-level |",
+              "|---|---|" + "---|" * (len(runs) + 1)]
+    video_level = [n for n in runs if zoo.spec(runs[n][0]).level == "video"]
+    for role in ROLES:
+        for seed in [*seeds, "mean"]:
+            group = unseen if seed == "mean" else [seed]
+            ap = {n: np.mean([results[s, n].roles[role] for s in group]) for n in runs}
+            lines.append(f"| {role} | {seed if seed != 'mean' else 'mean of ' + ', '.join(map(str, unseen))} | "
+                         + " | ".join(f"{ap[n]:.4f}" for n in runs)
+                         + f" | {ap['qrnn'] - max(ap[n] for n in video_level):+.4f} |")
+    reused = sum(r.reused for r in results.values())
+    lines = [grid, "", *lines, "", f"Runs reused, up to date in --workdir (their figures from their cards): "
+             f"{reused} of {len(results)}."]
     print("\n".join(lines), flush=True)
     return "\n".join(lines), margins
 
@@ -194,13 +208,13 @@ def kept_real_tables(previous: str) -> str:
     """The real-shard tables of the Models section `previous` (RESULTS.md), for a run without the shards:
     marked with the date they were measured, so a run elsewhere does not erase them."""
     if REAL_HEADING not in previous:
-        return "Real 2018 shards not found: skipped."
+        return "Real 2018 shards not found: skipped.\n"
     tables = previous.split(REAL_HEADING, 1)[1].split("Whole benchmark:", 1)[0].strip()
     if tables.startswith(KEPT) or tables.startswith("Real 2018 shards not found"):
-        return tables
+        return tables + "\n"
     measured = re.search(r"\((\d{4}-\d{2}-\d{2});", previous)
     when = f"the run of {measured.group(1)}" if measured else "an earlier run"
-    return f"{KEPT} (the shards were absent): the tables of {when} of this script.\n\n{tables}"
+    return f"{KEPT} (the shards were absent): the tables of {when} of this script.\n\n{tables}\n"
 
 
 def real(work: Path, sizes: dict) -> str:

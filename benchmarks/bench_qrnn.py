@@ -27,7 +27,8 @@ from benchmarks.runs import ROLES, mean_sd, synthetic_world, train_and_score  # 
 from models import zoo  # noqa: E402
 from models.train import TrainOptions  # noqa: E402
 
-ONE_WAY = {"bidirectional": False, "hidden": 512}  # one QRNN, forward in time, as before
+UNPACED = {"pace": 0}  # every class's skip-path weights step at the full rate, as before
+ONE_WAY = {**UNPACED, "bidirectional": False, "hidden": 512}  # ... and one QRNN, forward in time
 STARTER_L2 = {**ONE_WAY, "l2": 1e-8}  # ... and the head's weights on the skip path take the starter's L2
 RAW = {**STARTER_L2, "centered": False}  # ... and the QRNN reads the frames themselves, as before
 GLOROT = {**RAW, "zero_skip": False}  # the head's weights on the skip path start as the others do (Glorot)
@@ -44,8 +45,11 @@ VARIANTS = [
     ("zero-skip", "... and the head's weights on the skip path starting at zero", RAW, BEFORE),
     ("raw", "... trained at learning rate 0.005 without gradient clipping", RAW, {}),
     ("centered", "... the QRNN reading each frame minus its video's mean frame", STARTER_L2, {}),
-    ("skip-l2", "... and L2 1e-3 on the head's weights on the skip path (the previous default)", ONE_WAY, {}),
-    ("qrnn", "**today's default: ... bidirectional, hidden 256 per direction (as many parameters)**", {}, {}),
+    ("skip-l2", "... and L2 1e-3 on the head's weights on the skip path", ONE_WAY, {}),
+    ("bidirectional", "... bidirectional, hidden 256 per direction (as many parameters; the previous default)",
+     UNPACED, {}),
+    ("qrnn", "**today's default: ... each class's skip-path weights paced by its training count (pace 10)**",
+     {}, {}),
     ("clip", "default with the starter's gradient clip (1.0 per variable)", {}, {"clipnorm": 1.0}),
     ("no-skip", "default without the skip path (nothing reads the video's mean)", {"skip": False}, {}),
     ("dropout", "dropout 0.2 on the QRNN's features", {"dropout": 0.2}, {}),

@@ -60,6 +60,7 @@ class Result:
     train_seconds: float
     best_epoch: int
     epochs: int
+    reused: bool  # the run folder was up to date: nothing trained, the card's figures
 
 
 def train_and_score(name: str, train_dir, validate_dir, test_dir, out: Path, options, config=None,
@@ -71,7 +72,10 @@ def train_and_score(name: str, train_dir, validate_dir, test_dir, out: Path, opt
     from models.inference import iter_scores, load_model_dir
     from models.train import train
 
+    card_file = Path(out) / "card.json"
+    before = card_file.stat().st_mtime_ns if card_file.exists() else None
     card = train(name, train_dir, validate_dir, out, options, config, verbose=0)
+    reused = before is not None and card_file.stat().st_mtime_ns == before
     model, card = load_model_dir(out)
     store = Store(test_dir)
     scores = np.concatenate([s for _, s in iter_scores(model, card, store)])
@@ -79,7 +83,7 @@ def train_and_score(name: str, train_dir, validate_dir, test_dir, out: Path, opt
     overall = evaluate(scores, truth)
     roles = role_map(scores, truth, seed_of_world) if seed_of_world is not None else {}
     return Result(name, overall.gap, overall.hit_at_one, overall.perr, roles, card.parameters,
-                  card.train_videos_per_second, card.train_seconds, card.best_epoch, card.epochs)
+                  card.train_videos_per_second, card.train_seconds, card.best_epoch, card.epochs, reused)
 
 
 def role_map(scores: np.ndarray, truth: np.ndarray, seed: int) -> dict:

@@ -3,6 +3,7 @@
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -54,6 +55,56 @@ class ZeroTail(keras.initializers.Initializer):
 
     def get_config(self):
         return {"rows": self.rows}
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class ClassPace(keras.layers.Layer):
+    """Per-class logits (B, C) times each class's pace, min(1, sqrt(reference / n)) for a class with n
+    training positives (`set_counts`; 1 until then). Adam steps every weight about alike, so the weights of a
+    class in every batch travel far in a few epochs while a rare class's barely start; scaling a class's
+    logits scales its weights' steps, slowing the frequent classes alone (the qrnn's skip path: docs/models.md)."""
+
+    def __init__(self, reference, **kwargs):
+        super().__init__(**kwargs)
+        self.reference = float(reference)
+
+    def build(self, input_shape):
+        self.pace = self.add_weight(name="pace", shape=(input_shape[-1],), initializer="ones", trainable=False)
+
+    def set_counts(self, counts) -> None:
+        """Set the pace of each class from its count of positives in the training videos."""
+        counts = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+        self.pace.assign(np.minimum(1.0, np.sqrt(self.reference / counts)).astype("float32"))
+
+    def call(self, logits):
+        return logits * ops.cast(self.pace, logits.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "reference": self.reference}
+
+
+def set_class_counts(model: keras.Model, counts) -> None:
+    """Give every ClassPace layer of `model` the classes' counts of training positives."""
+    for layer in model.layers:
+        if isinstance(layer, ClassPace):
+            layer.set_counts(counts)
+
+
+def paced_logistic(features, video, num_classes, l2, video_l2, reference, video_initializer="zeros"):
+    """Logistic regression on two inputs, its logits W f + pace * (V video) + b: V (the qrnn's skip path)
+    steps at each class's pace (ClassPace), W at the full rate; L2 `l2` on W and `video_l2` on V."""
+    start = keras.initializers.Constant(prior_logit(num_classes))
+    logits = keras.layers.Dense(num_classes, kernel_regularizer=l2_penalty(l2, num_classes),
+                                bias_initializer=start, name="logistic")(features)
+    video_logits = keras.layers.Dense(num_classes, use_bias=False, kernel_initializer=video_initializer,
+                                      kernel_regularizer=l2_penalty(video_l2, num_classes),
+                                      name="video_logistic")(video)
+    video_logits = ClassPace(reference, name="pace")(video_logits)
+    logits = keras.layers.Add(name="logits")([logits, video_logits])
+    return keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(logits)
 
 
 def prior_logit(num_classes, scale=1.0):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
@@ -38,6 +39,7 @@ from models.checkpoints import (
     save_checkpoint,
     write_history,
 )
+from models.heads import set_class_counts
 from models.inference import store_scores
 from models.optimizer import FusedAdam
 from models.workers import LOST_WORKER, STRATEGIES, Workers, agree, make_workers
@@ -279,6 +281,8 @@ def run(name, train_store, validate_store, out: Path, options: TrainOptions, con
     level, frames = zoo.spec(name).level, config["training"]["frames"]
     model, evaluator = build_models(name, train_store.num_classes, config, options, workers.strategy,
                                     resumed[0] / "model.keras" if resumed else None)
+    if not resumed:  # (a checkpoint holds them)
+        set_class_counts(model, np.bincount(train_store.labels_indices, minlength=train_store.num_classes))
     if resumed:
         state = resumed[1]
         print(f"{out}: resuming from the checkpoint of epoch {state.epoch} of {options.epochs}")

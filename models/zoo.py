@@ -19,7 +19,7 @@ import keras
 
 from common.errors import InputError
 from data.formats import AUDIO_SIZE, FEATURE_SIZE, RGB_SIZE
-from models.heads import HEADS, ZeroTail, classifier
+from models.heads import HEADS, ZeroTail, classifier, paced_logistic
 from models.inputs import CenteredFrames, FrameFeatures, VideoChunks, VideoFeatures
 from models.nextvlad import FeatureRange, batch_norm, nextvlad, se_context_gating
 from models.pooling import MODES as READOUTS
@@ -59,9 +59,9 @@ class QrnnConfig:
     """The light-weight frame-level QRNN (under 12M parameters at the defaults for 3,862 classes): two QRNNs,
     forward and backward in time, read the frames minus their video's mean; the head reads each one's last
     state and attention-weighted mean of its states, and the video's mean features (the skip path, what the
-    video-level models read);
-    its weights on the QRNN's features, through which it memorizes the training videos, take a stronger L2
-    than those on the video's features (see docs/models.md)."""
+    video-level models read). Its weights on the QRNN's features, through which it memorizes the training
+    videos, take a stronger L2 than those on the video's features, whose steps slow down for the classes
+    frequent in training (`pace`; see docs/models.md)."""
 
     hidden: int = 256  # per direction
     layers: int = 1
@@ -80,6 +80,7 @@ class QrnnConfig:
     zero_skip: bool = True  # the head's weights on the skip path start at zero (else Glorot, as the rest)
     dropout: float = 0.0  # on the QRNN's pooled features (not the skip path), training only
     centered: bool = True  # the QRNN reads each frame minus its video's mean frame (the skip path has the mean)
+    pace: float = 10.0  # skip-path weights of a class with n training positives step at min(1, sqrt(pace / n))
 
 
 @dataclass
@@ -97,6 +98,7 @@ class QrnnVideoConfig(QrnnConfig):
     qrnn_l2: float = 1e-8
     zero_skip: bool = False  # Glorot, as the rest: the zero start scored lower on real fold A (RESULTS.md)
     centered: bool = False  # the chunks of one vector are not frames: nothing to center
+    pace: float = 0.0  # not measured on real shards
 
 
 @dataclass
@@ -157,6 +159,9 @@ def _qrnn_head(x, num_classes, cfg, video):
     h = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="both_directions")(parts)
     if cfg.dropout:
         h = keras.layers.Dropout(cfg.dropout, name="dropout")(h)
+    if cfg.pace and cfg.skip:  # (_check: the logistic head)
+        return paced_logistic(h, video, num_classes, cfg.qrnn_l2, cfg.l2, cfg.pace,
+                              "zeros" if cfg.zero_skip else "glorot_uniform")
     features = keras.layers.Concatenate(name="with_video")([h, video]) if cfg.skip else h
     start = ZeroTail(h.shape[-1]) if cfg.skip and cfg.zero_skip else "glorot_uniform"
     return _head(features, num_classes, cfg, (h.shape[-1], cfg.qrnn_l2), start)
@@ -290,6 +295,10 @@ def _check(name, cfg):
         problems.append(f"readout must be distinct modes of {', '.join(READOUTS)} joined by '+'")
     if cfg.l2 < 0 or getattr(cfg, "qrnn_l2", 0.0) < 0:
         problems.append("l2 and qrnn_l2 must not be negative")
+    if getattr(cfg, "pace", 0.0) < 0:
+        problems.append("pace must not be negative")
+    elif getattr(cfg, "pace", 0.0) and cfg.skip and (cfg.head != "logistic" or cfg.context_gating):
+        problems.append("pace (of the skip path) needs the logistic head without context gating: set pace=0")
     if hasattr(cfg, "chunk") and cfg.chunk >= 1 and AUDIO_SIZE % cfg.chunk:
         problems.append(f"chunk must divide {AUDIO_SIZE} (each step all rgb or all audio)")
     if hasattr(cfg, "groups") and cfg.groups >= 1 and cfg.expansion >= 1 and (

@@ -33,4 +33,4 @@ def test_a_run_without_shards_keeps_the_last_measured_tables(tmp_path):
 
 
 def test_without_earlier_tables_the_shards_are_reported_missing():
-    assert kept_real_tables("") == "Real 2018 shards not found: skipped."
+    assert kept_real_tables("") == "Real 2018 shards not found: skipped.\n"

@@ -119,6 +119,15 @@ def test_every_model_trains_saves_and_reloads(name, stores, tmp_path):
     assert reloaded.count_params() == card.parameters
 
 
+def test_the_qrnn_paces_its_skip_path_by_the_training_labels(stores, tmp_path):
+    train_dir, validate_dir = stores
+    train("qrnn", train_dir, validate_dir, tmp_path / "run", QUICK, {"hidden": 8, "pace": 5.0}, verbose=0)
+    counts = np.bincount(Store(train_dir).labels_indices, minlength=CLASSES)
+    pace = keras.ops.convert_to_numpy(load_model_dir(tmp_path / "run")[0].get_layer("pace").pace)
+    np.testing.assert_allclose(pace, np.minimum(1, np.sqrt(5 / np.maximum(counts, 1))), rtol=1e-6)
+    assert pace.min() < 1  # 48 videos of 1 or 2 labels in 6 classes: every class is frequent here
+
+
 def test_frame_level_model_learns(stores, tmp_path):
     """Labels are visible in the frames: a few epochs of the QRNN beat a random ranking by far."""
     train_dir, validate_dir = stores

@@ -9,6 +9,7 @@ from common.errors import InputError
 from data.formats import FEATURE_SIZE
 from data.quantization import dequantize
 from models import zoo
+from models.heads import set_class_counts
 from models.inputs import CenteredFrames, FrameFeatures, VideoChunks, VideoFeatures
 
 CLASSES = 12
@@ -17,7 +18,7 @@ SMALL = {  # small configurations so the tests stay fast; the defaults are check
     "moe": {"experts": 3},
     "lstm": {"hidden": 8, "layers": 2, "head": "moe", "context_gating": True},
     "qrnn": {"hidden": 8, "layers": 2, "dense": True, "head": "moe", "context_gating": True, "zoneout": 0.2,
-             "bidirectional": True, "readout": "last+mean+max+attention", "dropout": 0.1},
+             "bidirectional": True, "readout": "last+mean+max+attention", "dropout": 0.1, "pace": 0},
     "qrnn-video": {"hidden": 8, "chunk": 64, "pooling": "ifo"},
     "nextvlad": {"clusters": 4, "groups": 4, "hidden": 16, "gating_reduction": 4, "head": "moe"},
 }
@@ -124,9 +125,10 @@ def test_parameter_counts_match_hand_computation():
     # MoE, M = 2: gates d x c(M+1) without bias, experts d x cM with bias
     assert zoo.build("moe", c).count_params() == d * c * 3 + d * c * 2 + c * 2 == 22_252_844
     # two directions of window 2, z f o gates; attention scores (h + 1, shared by both directions); a
-    # logistic head on each direction's last state and attention readout (4h) and the video features (d)
+    # logistic head on each direction's last state and attention readout (4h) and the video features (d);
+    # the pace of each class (not trained)
     qrnn, h = zoo.build("qrnn", c), zoo.QrnnConfig().hidden
-    assert qrnn.count_params() == 2 * (2 * d * 3 * h + 3 * h) + h + 1 + (4 * h + d) * c + c
+    assert qrnn.count_params() == 2 * (2 * d * 3 * h + 3 * h) + h + 1 + (4 * h + d) * c + c + c
     assert qrnn.count_params() <= 12_000_000
     h = zoo.QrnnVideoConfig().hidden
     assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + (2 * h + d) * c + c
@@ -154,6 +156,8 @@ def test_config_overrides_and_refusals():
         ("qrnn", {"readout": "last+median"}, "readout must be distinct modes of last, mean, max, attention"),
         ("qrnn", {"dropout": 1.0}, "dropout must be in"),
         ("qrnn", {"zoneout": "1"}, "zoneout must be in"),
+        ("qrnn", {"pace": -1}, "pace must not be negative"),
+        ("qrnn", {"head": "moe"}, "pace .of the skip path. needs the logistic head"),
         ("lstm", {"hidden": 0}, "hidden must be at least 1"),
         ("qrnn-video", {"chunk": 96}, "chunk must divide 128"),
         ("lstm", {"head": "svm"}, "head must be one of"),
@@ -217,7 +221,8 @@ def test_l2_penalty_is_the_starter_penalty_per_class(name):
 
 @pytest.mark.parametrize("head", ["logistic", "moe"])
 def test_qrnn_l2_weighs_the_head_rows_reading_the_qrnn_and_l2_the_skip_rows(head):
-    model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "l2": 0.5, "qrnn_l2": 2.0, "zero_skip": False})
+    model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "l2": 0.5, "qrnn_l2": 2.0, "zero_skip": False,
+                                        "pace": 0})
     width = 32  # hidden 8 in each direction, each read as its last state and its attention-weighted mean
     kernels = [keras.ops.convert_to_numpy(w) for w in model.weights
                if "kernel" in w.path and w.shape[0] == width + FEATURE_SIZE]
@@ -230,7 +235,7 @@ def test_qrnn_l2_weighs_the_head_rows_reading_the_qrnn_and_l2_the_skip_rows(head
 def test_qrnn_head_starts_its_skip_rows_at_zero_and_its_qrnn_rows_as_dense_does(head):
     width = 32  # hidden 8 in each direction, each read as its last state and its attention-weighted mean
     for zero_skip in (True, False):
-        model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "zero_skip": zero_skip})
+        model = zoo.build("qrnn", CLASSES, {"hidden": 8, "head": head, "zero_skip": zero_skip, "pace": 0})
         kernels = [keras.ops.convert_to_numpy(w) for w in model.weights
                    if "kernel" in w.path and w.shape[0] == width + FEATURE_SIZE]
         assert len(kernels) == (1 if head == "logistic" else 2)
@@ -240,8 +245,43 @@ def test_qrnn_head_starts_its_skip_rows_at_zero_and_its_qrnn_rows_as_dense_does(
             assert (np.abs(k[width:]).max() == 0) == zero_skip
 
 
+def test_paced_qrnn_head_penalizes_and_starts_each_part_as_configured():
+    width = 32  # hidden 8 in each direction, each read as its last state and its attention-weighted mean
+    model = zoo.build("qrnn", CLASSES, {"hidden": 8, "l2": 0.5, "qrnn_l2": 2.0})
+    qrnn_rows = keras.ops.convert_to_numpy(model.get_layer("logistic").kernel)
+    video_rows = keras.ops.convert_to_numpy(model.get_layer("video_logistic").kernel)
+    assert qrnn_rows.shape == (width, CLASSES) and video_rows.shape == (FEATURE_SIZE, CLASSES)
+    assert np.abs(qrnn_rows).max() > 0 and np.abs(video_rows).max() == 0  # the skip path starts at zero
+    want = 2.0 / CLASSES * np.sum(qrnn_rows ** 2) + 0.5 / CLASSES * np.sum(video_rows ** 2)
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)) == pytest.approx(want, rel=1e-5)
+
+
+def test_pace_scales_each_class_s_skip_path_by_its_training_count(tmp_path):
+    x = _batch("frame", np.random.default_rng(7), batch=3, steps=5)
+    other = {**x, "video": x["video"][::-1].copy()}
+    model = zoo.build("qrnn", CLASSES, {"hidden": 8, "zero_skip": False})  # pace 10 (the default)
+
+    def video_effect():  # each class's change of logit when only the video features change
+        logit = [np.log(p / (1 - p)) for p in (model.predict(x, verbose=0), model.predict(other, verbose=0))]
+        return np.abs(logit[0] - logit[1]).max(axis=0)
+
+    before = video_effect()  # pace 1 until the counts are set
+    counts = np.tile([0, 1, 10, 40, 1000, 250], CLASSES // 6)
+    set_class_counts(model, counts)
+    pace = keras.ops.convert_to_numpy(model.get_layer("pace").pace)
+    np.testing.assert_allclose(pace, np.tile([1, 1, 1, 0.5, 0.1, 0.2], CLASSES // 6), rtol=1e-6)
+    np.testing.assert_allclose(video_effect(), before * pace, rtol=1e-3, atol=1e-6)
+
+    model.save(tmp_path / "m.keras")  # the pace is part of the saved model
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.get_layer("pace").pace), pace)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert not loaded.get_layer("pace").trainable_weights
+
+
 @pytest.mark.parametrize("name, config", [("logistic", {"l2": 0.5}),
-                                          ("qrnn", {"hidden": 8, "head": "moe", "qrnn_l2": 2.0})])
+                                          ("qrnn", {"hidden": 8, "head": "moe", "qrnn_l2": 2.0, "pace": 0}),
+                                          ("qrnn", {"hidden": 8, "l2": 0.5, "qrnn_l2": 2.0})])
 def test_l2_penalty_round_trips_through_a_saved_model(tmp_path, name, config):
     model = zoo.build(name, CLASSES, config)
     model.save(tmp_path / "m.keras")
