@@ -292,8 +292,9 @@ def make_ensemble(member_dirs, validate_dir, out, *, batch_size: int = 256, prog
     weights, _ = fit_weights(cand)
     fit, exact = evaluate(cand, weights)
     fit_seconds = time.perf_counter() - started
-    kept = np.flatnonzero(weights)  # a member weighing 0 is left out
+    kept = np.flatnonzero(weights)  # a member weighing 0 is left out: the model reads what the others read
     model = build_model([members[i] for i in kept], weights[kept])
+    level, frames = ensemble_level([members[i] for i in kept])
     with atomic_path(out / "model.keras") as tmp:
         model.save(tmp)
     validation = fit

@@ -29,9 +29,10 @@ def runs(tmp_path_factory):
     train_dir = make_store(root / "train", 64, seed=21).path
     validate_dir = make_store(root / "validate", 40, seed=22).path
     train("logistic", train_dir, validate_dir, root / "logistic", QUICK, verbose=0)
-    # last+max and the Glorot start on the skip path: at this tiny size it earns a share of the weight beside
-    # logistic (the attention readout and the zero start did not), so the mixed-level ensemble keeps both members
-    config = {"hidden": 8, "readout": "last+max", "zero_skip": False}
+    # last+max, the Glorot start on the skip path and no pace: at this tiny size it earns a share of the weight
+    # beside logistic (the attention readout, the zero start and the pace did not), so the mixed-level ensemble
+    # keeps both members
+    config = {"hidden": 8, "readout": "last+max", "zero_skip": False, "pace": 0}
     train("qrnn", train_dir, validate_dir, root / "qrnn", QUICK, config, verbose=0)
     write_run(root / "untrained", "moe", {})
     return root, train_dir, validate_dir
@@ -114,6 +115,19 @@ def test_video_level_ensemble_reads_a_video_store(runs, tmp_path):
                                   progress=False)
     assert card.level == "video"
     assert all_scores(tmp_path / "ens", video_store).shape == (30, CLASSES)
+
+
+def test_an_ensemble_without_its_frame_level_members_is_video_level(runs, tmp_path, monkeypatch):
+    """When the fit gives the only frame-level member no weight, the ensemble reads video features only,
+    and its card says so, so that predicting from it feeds what it reads."""
+    root, _, validate_dir = runs
+    monkeypatch.setattr(ensemble, "fit_weights", lambda cand: (np.array([0.0, 1.0]), 0.0))
+    card = ensemble.make_ensemble([root / "qrnn", root / "logistic"], validate_dir, tmp_path / "ens",
+                                  progress=False)
+    model, _ = load_model_dir(tmp_path / "ens")
+    assert card.level == "video" and tuple(model.input.shape) == (None, 1152)
+    np.testing.assert_allclose(all_scores(tmp_path / "ens", validate_dir), all_scores(root / "logistic", validate_dir),
+                               atol=1e-6)
 
 
 def test_candidates_find_the_true_top_20_and_flag_the_videos_they_cannot_prove():
