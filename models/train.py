@@ -281,14 +281,13 @@ def run(name, train_store, validate_store, out: Path, options: TrainOptions, con
     level, frames = zoo.spec(name).level, config["training"]["frames"]
     model, evaluator = build_models(name, train_store.num_classes, config, options, workers.strategy,
                                     resumed[0] / "model.keras" if resumed else None)
-    if not resumed:  # (a checkpoint holds them)
-        set_class_counts(model, np.bincount(train_store.labels_indices, minlength=train_store.num_classes))
     if resumed:
         state = resumed[1]
         print(f"{out}: resuming from the checkpoint of epoch {state.epoch} of {options.epochs}")
         best = folder / f"epoch-{state.best_epoch:04d}" / "model.keras"
         best_weights = keras.models.load_model(best, compile=False).get_weights() if workers.chief else None
-    else:
+    else:  # the pace of each class's skip-path weights (models.heads.ClassPace; a checkpoint holds it)
+        set_class_counts(model, np.bincount(train_store.labels_indices, minlength=train_store.num_classes))
         state, best_weights = CheckpointState(0, 0, -1.0, 0, False, [], digest), None
     replicas = workers.strategy.num_replicas_in_sync
     print(f"training {name} ({model.count_params():,} parameters) on {len(train_store):,} videos, "
