@@ -1,9 +1,12 @@
 """Write one named section of benchmarks/RESULTS.md, leaving the other sections as they are."""
 
+import os
 import platform
 import re
 import time
 from pathlib import Path
+
+from common.files import write_text_atomic
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADER = "# Benchmark results\n\nEach section is written by the script it names; re-run the script to refresh it.\n"
@@ -11,8 +14,6 @@ HEADER = "# Benchmark results\n\nEach section is written by the script it names;
 
 def machine() -> str:
     """One line describing where the figures were taken."""
-    import os
-
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
@@ -36,5 +37,5 @@ def write_section(name: str, command: str, body: str, path: Path = RESULTS) -> N
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    write_text_atomic(path, text)
     print(f"wrote section '{name}' of {path}")
