@@ -98,7 +98,6 @@ class QrnnVideoConfig(QrnnConfig):
     qrnn_l2: float = 1e-8
     zero_skip: bool = False  # Glorot, as the rest: the zero start scored lower on real fold A (RESULTS.md)
     centered: bool = False  # the chunks of one vector are not frames: nothing to center
-    pace: float = 0.0  # not measured on real shards
 
 
 @dataclass

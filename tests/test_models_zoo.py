@@ -131,7 +131,7 @@ def test_parameter_counts_match_hand_computation():
     assert qrnn.count_params() == 2 * (2 * d * 3 * h + 3 * h) + h + 1 + (4 * h + d) * c + c + c
     assert qrnn.count_params() <= 12_000_000
     h = zoo.QrnnVideoConfig().hidden
-    assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + (2 * h + d) * c + c
+    assert zoo.build("qrnn-video", c).count_params() == 2 * 128 * 3 * h + 3 * h + (2 * h + d) * c + c + c
     v, h = zoo.NextVladConfig(), zoo.NextVladConfig().hidden
     rgb_audio = ((1024, v.groups, v.clusters), (128, v.groups // 2, v.clusters // 2))  # (features, G, K)
     pooled = sum(k * v.expansion * n // g for n, g, k in rgb_audio)  # K clusters x (expanded / G) features
