@@ -13,13 +13,16 @@ from common.errors import InputError, RunError
 # TensorFlow's C++ notices: absl's banner, INFO and WARNING lines (some printed before TF_CPP_MIN_LOG_LEVEL
 # applies), and three harmless ERROR-level ones: CUDA failing on a machine without a GPU, the CUDA builds'
 # "Unable to register cuDNN/cuFFT/cuBLAS factory", and oneDNN falling back to Eigen for a data type (first use
-# of some ops). Every other line on stderr passes through, TensorFlow's other errors included.
+# of some ops); and Python TensorFlow's retracing notice, which several models predicting in one process (an
+# ensemble's members) set off by tracing each its own function. Every other line on stderr passes through,
+# TensorFlow's other errors and warnings included.
 TF_NOISE = re.compile(
     rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR\n"
     rb"|[IW]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] [^\n]*\n"
     rb"|E\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] (failed call to cuInit|Unable to register cu\w+ factory"
-    rb"|oneDNN supports \w+ only on platforms with)[^\n]*\n")
-TF_NOISE_START = re.compile(rb"WARNING: All log|[IWE]\d{4} ")
+    rb"|oneDNN supports \w+ only on platforms with)[^\n]*\n"
+    rb"|WARNING:tensorflow:\d+ out of the last \d+ calls to [^\n]* triggered tf\.function retracing[^\n]*\n")
+TF_NOISE_START = re.compile(rb"WARNING: All log|WARNING:tensorflow:|[IWE]\d{4} ")
 
 
 def quiet_tensorflow() -> None:

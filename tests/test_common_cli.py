@@ -58,8 +58,12 @@ def test_the_filter_drops_start_up_lines_and_keeps_everything_else():
               b"Attempting to register factory for plugin cuDNN when one has already been registered\n"
               b"E0000 00:00:1795855326.659462   15334 util.cc:131] oneDNN supports DT_INT64 only on platforms with "
               b"AVX-512. Falling back to the default Eigen-based implementation if present.\n")
+    retracing = (b"WARNING:tensorflow:5 out of the last 33 calls to <function TensorFlowTrainer.make_predict_function."
+                 b"<locals>.one_step_on_data_distributed at 0x7f0351a45080> triggered tf.function retracing. "
+                 b"Tracing is expensive and the excessive number of tracings could be due to (1) creating\n")
     ours = b"\rconverting:  50%|#####     | 1/2\rconverting: 100%|##########| 2/2\n" + b"error: x: bad\n"
     real_error = b"E1128 07:29:33.123456    8365 some_op.cc:12] a real error\n"
-    assert filtered(noise + b"\rconverting:   0%|" + cuinit + ours + real_error) == (
-        b"\rconverting:   0%|" + ours + real_error)
+    real_warning = b"WARNING:tensorflow:a warning that matters\n"
+    assert filtered(noise + b"\rconverting:   0%|" + cuinit + retracing + ours + real_error + real_warning) == (
+        b"\rconverting:   0%|" + ours + real_error + real_warning)
     assert filtered(b"a partial line without its newline") == b"a partial line without its newline"
