@@ -1,6 +1,6 @@
 """Models benchmark: QRNN vs LSTM speed, the size of every model, and every model's quality side by side.
 
-    python -m benchmarks.bench_models [--quick] [--seeds 0,1,2,3] [--folds A,B] [--workdir DIR]
+    python -m benchmarks.bench_models [--quick] [--seeds 0,1,2,3,4,5] [--folds A,B] [--workdir DIR]
 
 1. Speed: train-step and inference throughput (videos/s) of `qrnn` and `lstm` at their defaults on the
    same frame-level batches, interleaved so both see the same machine load; parameters and .keras size
@@ -242,7 +242,8 @@ def real(work: Path, sizes: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="QRNN vs LSTM speed, model sizes, quality side by side.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
-    parser.add_argument("--seeds", default="0,1,2,3", help="synthetic worlds (default 0,1,2,3; 0 is the tuned one)")
+    parser.add_argument("--seeds", default="0,1,2,3,4,5",
+                        help="synthetic worlds (default 0-5; 0 is the tuned one)")
     parser.add_argument("--folds", default=None, help="real-shard folds (default A,B)")
     parser.add_argument("--workdir", default=None, help="keep stores and runs here (default: a temporary folder)")
     args = parser.parse_args(argv)
