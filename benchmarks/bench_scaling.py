@@ -141,9 +141,11 @@ def quality_section(results: dict, sizes: dict) -> str:
 
 
 def gate_shape(batch: int, config: dict) -> tuple[int, int, int]:
-    """(rows, depth, width) of the qrnn's gate product in a training step: (B*T, window*1152, gates*hidden)."""
+    """(rows, depth, width) of the qrnn's gate products in a training step: (B*T, window*1152,
+    gates*hidden*directions), both directions' products as one of their total width (the same FLOPs)."""
     cfg = zoo.make_config("qrnn", config)
-    return batch * DEFAULT_FRAMES, cfg.window * FEATURE_SIZE, len(POOLINGS[cfg.pooling]) * cfg.hidden
+    directions = 2 if cfg.bidirectional else 1
+    return batch * DEFAULT_FRAMES, cfg.window * FEATURE_SIZE, len(POOLINGS[cfg.pooling]) * cfg.hidden * directions
 
 
 def gate_products(precision: str, batch: int, config: dict) -> Callable[[], None]:
