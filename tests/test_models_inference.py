@@ -70,6 +70,21 @@ def test_video_model_reads_the_video_features_of_a_frame_store(workspace):
     np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
 
 
+def test_a_short_last_batch_is_padded_so_the_graph_sees_one_shape(workspace, monkeypatch):
+    root, store_dir = workspace
+    model, card = load_model_dir(root / "moe")
+    store = Store(store_dir)
+    shapes, predict_on_batch = [], model.predict_on_batch
+    monkeypatch.setattr(model, "predict_on_batch", lambda x: shapes.append(np.shape(x)) or predict_on_batch(x))
+    indices, scores, parts = collect(model, card, store, batch_size=10)
+    assert shapes == [(10, 1152)] * 3  # 23 videos: the last batch of 3 is read as 10
+    assert [len(i) for i, _ in parts] == [10, 10, 3] and np.array_equal(indices, np.arange(23))
+    np.testing.assert_allclose(scores, model.predict(store.video(np.arange(23)), verbose=0), rtol=1e-5, atol=1e-6)
+    shapes.clear()
+    collect(model, card, store, batch_size=30)  # a store smaller than a batch is read as it is
+    assert shapes == [(23, 1152)]
+
+
 def test_mismatched_store_is_refused(workspace, tmp_path):
     root, _ = workspace
     model, card = load_model_dir(root / "qrnn")
