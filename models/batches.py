@@ -22,6 +22,15 @@ def ordered_batches(num_videos: int, batch_size: int):
         yield np.arange(start, min(start + batch_size, num_videos))
 
 
+def prediction_batches(num_videos: int, batch_size: int):
+    """(indices, read) over 0..num_videos-1 in order, for prediction: `read` is what to feed the model, a
+    short last batch after full ones padded to the full size with its last video (a new batch shape would
+    retrace the model's graph, which takes longer than predicting the padding); keep len(indices) rows."""
+    for n, indices in enumerate(ordered_batches(num_videos, batch_size)):
+        short = batch_size - len(indices)
+        yield indices, (np.concatenate([indices, np.full(short, indices[-1])]) if n and short else indices)
+
+
 class StoreBatches:
     """(inputs, targets (B, classes) float32) batches of a store.
 

@@ -28,7 +28,7 @@ from common.files import atomic_path, digest
 from data.formats import FEATURE_SIZE
 from evaluation.metrics import K, LabelSets, Scores, evaluate_top_k
 from features.store import Store
-from models.batches import model_inputs, ordered_batches
+from models.batches import model_inputs, prediction_batches
 from models.inference import load_model_dir, sampled_frames, store_scores
 from models.train import up_to_date
 
@@ -166,15 +166,16 @@ class Candidates:
 
 def member_scores(members: list[Member], store: Store, batch_size: int = 256):
     """Yield (indices, [scores (B, C) of each member]) over the store in order; each member gets its own
-    inputs (frames evenly spaced as in its validation, or the video features)."""
-    for indices in ordered_batches(len(store), batch_size):
+    inputs (frames evenly spaced as in its validation, or the video features), in batches of one shape
+    (`prediction_batches`)."""
+    for indices, read in prediction_batches(len(store), batch_size):
         inputs = {}
         for m in members:
             key = (m.card.level, sampled_frames(m.card))
             if key not in inputs:
-                inputs[key] = model_inputs(store, indices, key[0], key[1], "even")
+                inputs[key] = model_inputs(store, read, key[0], key[1], "even")
         yield indices, [np.asarray(m.model.predict_on_batch(inputs[(m.card.level, sampled_frames(m.card))]),
-                                   np.float32) for m in members]
+                                   np.float32)[:len(indices)] for m in members]
 
 
 def collect_candidates(members: list[Member], store: Store, k: int = CANDIDATES, batch_size: int = 256,

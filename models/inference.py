@@ -10,7 +10,7 @@ import numpy as np
 from common.card import Card
 from common.errors import InputError
 from evaluation.metrics import Accumulator, Scores
-from models.batches import model_inputs, ordered_batches
+from models.batches import model_inputs, prediction_batches
 
 
 def load_model_dir(folder) -> tuple[keras.Model, Card]:
@@ -35,14 +35,10 @@ def sampled_frames(card: Card) -> int | None:
 def scores_in_batches(model: keras.Model, store, level: str, frames: int | None,
                       batch_size: int = 256) -> Iterator[tuple]:
     """Yield (indices, scores float32 (B, C)) over the whole store in order; frame-level models get
-    `frames` evenly spaced frames per video (what they saw in validation). A short last batch after full
-    ones is padded to the full size (its last video repeated, those scores dropped): a new batch shape
-    would retrace the model's graph, which took longer than predicting the padding."""
-    for n, indices in enumerate(ordered_batches(len(store), batch_size)):
-        padded = indices
-        if n and len(indices) < batch_size:
-            padded = np.concatenate([indices, np.full(batch_size - len(indices), indices[-1])])
-        x = model_inputs(store, padded, level, frames, "even")
+    `frames` evenly spaced frames per video (what they saw in validation), in batches of one shape
+    (`prediction_batches`)."""
+    for indices, read in prediction_batches(len(store), batch_size):
+        x = model_inputs(store, read, level, frames, "even")
         yield indices, np.asarray(model.predict_on_batch(x), dtype=np.float32)[:len(indices)]
 
 

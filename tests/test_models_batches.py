@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from models.batches import StoreBatches
+from models.batches import StoreBatches, prediction_batches
 from tests.test_models_train import make_store
 
 
@@ -35,3 +35,13 @@ def test_a_worker_dataset_holds_its_replicas_shares_in_turn(tmp_path):
     for (x, y), (wx, wy) in zip(got, want, strict=True):
         assert np.array_equal(x, wx) and np.array_equal(y, wy)
     assert [len(y) for _, y in got] == [1, 1, 1, 1, 0, 0]  # the last batch's 2 videos go to replicas 0 and 1
+
+
+def test_prediction_batches_cover_the_videos_once_in_one_shape():
+    pairs = list(prediction_batches(23, 10))
+    assert np.array_equal(np.concatenate([i for i, _ in pairs]), np.arange(23))
+    assert [len(read) for _, read in pairs] == [10, 10, 10]  # the short last batch is read at full size
+    assert np.array_equal(pairs[-1][1], [20, 21, 22] + [22] * 7)  # padded with its last video
+    assert all(np.array_equal(i, read) for i, read in pairs[:2])
+    (indices, read), = prediction_batches(7, 10)  # fewer videos than a batch: read as they are
+    assert np.array_equal(indices, np.arange(7)) and np.array_equal(read, np.arange(7))
